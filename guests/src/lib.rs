@@ -1,0 +1,2 @@
+//! A small framework for Xen PV test kernels.
+#![no_std]

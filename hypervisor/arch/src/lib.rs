@@ -1,0 +1,2 @@
+//! The unsafe x86_64 layer of Xenolith.
+#![no_std]

@@ -1,0 +1,5 @@
+//! Arch-neutral, host-testable logic of the Xenolith hypervisor.
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+
+extern crate alloc;

@@ -1,0 +1,8 @@
+//! The bootable Xenolith hypervisor image.
+#![no_std]
+#![no_main]
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
