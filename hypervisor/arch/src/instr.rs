@@ -1,0 +1,210 @@
+//! Privileged and special instructions other than port I/O and MSRs.
+use core::arch::asm;
+
+/// Result of CPUID.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CpuidResult {
+    pub eax: u32,
+    pub ebx: u32,
+    pub ecx: u32,
+    pub edx: u32,
+}
+
+/// Executes CPUID for a leaf and subleaf.
+pub fn cpuid(leaf: u32, subleaf: u32) -> CpuidResult {
+    let r = core::arch::x86_64::__cpuid_count(leaf, subleaf);
+    CpuidResult { eax: r.eax, ebx: r.ebx, ecx: r.ecx, edx: r.edx }
+}
+
+/// Reads the time-stamp counter.
+pub fn rdtsc() -> u64 {
+    // SAFETY: RDTSC has no memory effect; the hypervisor never sets CR4.TSD for itself.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+/// Halts until the next interrupt (interrupts are enabled for the duration of the wait).
+pub fn sti_hlt_cli() {
+    // SAFETY: the hypervisor's interrupt handlers are installed before this is called; STI;HLT
+    // is atomic with respect to interrupt delivery, and CLI restores the hypervisor's
+    // interrupts-off discipline.
+    unsafe { asm!("sti; hlt; cli", options(nomem, nostack)) }
+}
+
+/// Stops this CPU for good.
+pub fn halt_forever() -> ! {
+    loop {
+        // SAFETY: disabling interrupts and halting only stops this CPU.
+        unsafe { asm!("cli; hlt", options(nomem, nostack)) }
+    }
+}
+
+/// Disables maskable interrupts.
+pub fn cli() {
+    // SAFETY: masking interrupts cannot break memory safety.
+    unsafe { asm!("cli", options(nomem, nostack)) }
+}
+
+/// Reads CR0.
+pub fn read_cr0() -> u64 {
+    let v;
+    // SAFETY: reading a control register has no side effect.
+    unsafe { asm!("mov {}, cr0", out(reg) v, options(nomem, nostack, preserves_flags)) }
+    v
+}
+
+/// Writes CR0.
+///
+/// # Safety
+/// Must keep PE, PG, WP and the FPU bits the hypervisor relies on.
+pub unsafe fn write_cr0(v: u64) {
+    // SAFETY: per the caller's contract.
+    unsafe { asm!("mov cr0, {}", in(reg) v, options(nostack, preserves_flags)) }
+}
+
+/// Reads CR2 (the last page-fault address).
+pub fn read_cr2() -> u64 {
+    let v;
+    // SAFETY: reading a control register has no side effect.
+    unsafe { asm!("mov {}, cr2", out(reg) v, options(nomem, nostack, preserves_flags)) }
+    v
+}
+
+/// Reads CR3.
+pub fn read_cr3() -> u64 {
+    let v;
+    // SAFETY: reading a control register has no side effect.
+    unsafe { asm!("mov {}, cr3", out(reg) v, options(nomem, nostack, preserves_flags)) }
+    v
+}
+
+/// Loads CR3, switching address space and flushing non-global TLB entries.
+///
+/// # Safety
+/// `v` must be the physical address of a valid L4 table that maps the hypervisor (slots
+/// 256-271 as in the idle table), including the code and stack currently executing.
+pub unsafe fn write_cr3(v: u64) {
+    // SAFETY: per the caller's contract.
+    unsafe { asm!("mov cr3, {}", in(reg) v, options(nostack, preserves_flags)) }
+}
+
+/// Reads CR4.
+pub fn read_cr4() -> u64 {
+    let v;
+    // SAFETY: reading a control register has no side effect.
+    unsafe { asm!("mov {}, cr4", out(reg) v, options(nomem, nostack, preserves_flags)) }
+    v
+}
+
+/// Writes CR4.
+///
+/// # Safety
+/// Must keep PAE and the features the hypervisor relies on.
+pub unsafe fn write_cr4(v: u64) {
+    // SAFETY: per the caller's contract.
+    unsafe { asm!("mov cr4, {}", in(reg) v, options(nostack, preserves_flags)) }
+}
+
+/// Invalidates the TLB entry for one virtual address.
+pub fn invlpg(va: u64) {
+    // SAFETY: dropping a TLB entry only forces a fresh page walk.
+    unsafe { asm!("invlpg [{}]", in(reg) va, options(nostack, preserves_flags)) }
+}
+
+/// Flushes all non-global TLB entries by reloading CR3.
+pub fn flush_tlb_local() {
+    // SAFETY: reloading the current CR3 keeps the same address space.
+    unsafe { write_cr3(read_cr3()) }
+}
+
+/// Flushes all TLB entries including global ones by toggling CR4.PGE.
+pub fn flush_tlb_global() {
+    let cr4 = read_cr4();
+    const PGE: u64 = 1 << 7;
+    if cr4 & PGE != 0 {
+        // SAFETY: toggling PGE off and on only flushes the TLB.
+        unsafe {
+            write_cr4(cr4 & !PGE);
+            write_cr4(cr4);
+        }
+    } else {
+        flush_tlb_local();
+    }
+}
+
+/// A pseudo-descriptor for LGDT/LIDT.
+#[repr(C, packed)]
+#[derive(Clone, Copy, Debug)]
+pub struct DescriptorTablePointer {
+    pub limit: u16,
+    pub base: u64,
+}
+
+/// Loads the GDT register.
+///
+/// # Safety
+/// The table must stay mapped and valid for as long as it is loaded, and must hold the
+/// hypervisor's code and data selectors at the indices the entry code uses.
+pub unsafe fn lgdt(ptr: &DescriptorTablePointer) {
+    // SAFETY: per the caller's contract.
+    unsafe { asm!("lgdt [{}]", in(reg) ptr, options(readonly, nostack, preserves_flags)) }
+}
+
+/// Loads the IDT register.
+///
+/// # Safety
+/// The table must stay mapped and valid for as long as it is loaded, with every present gate
+/// pointing at hypervisor entry code.
+pub unsafe fn lidt(ptr: &DescriptorTablePointer) {
+    // SAFETY: per the caller's contract.
+    unsafe { asm!("lidt [{}]", in(reg) ptr, options(readonly, nostack, preserves_flags)) }
+}
+
+/// Loads the task register.
+///
+/// # Safety
+/// `sel` must name an available 64-bit TSS descriptor in the loaded GDT whose TSS stays valid.
+pub unsafe fn ltr(sel: u16) {
+    // SAFETY: per the caller's contract.
+    unsafe { asm!("ltr {0:x}", in(reg) sel, options(nostack, preserves_flags)) }
+}
+
+/// Loads the LDT register with a selector (0 disables the LDT).
+///
+/// # Safety
+/// A non-zero `sel` must name a valid LDT descriptor in the loaded GDT.
+pub unsafe fn lldt(sel: u16) {
+    // SAFETY: per the caller's contract.
+    unsafe { asm!("lldt {0:x}", in(reg) sel, options(nostack, preserves_flags)) }
+}
+
+/// Reloads the data segment registers with a selector.
+///
+/// # Safety
+/// `sel` must be null or a valid data selector in the loaded GDT.
+pub unsafe fn load_data_segments(sel: u16) {
+    // SAFETY: per the caller's contract.
+    unsafe {
+        asm!("mov ds, {0:x}", "mov es, {0:x}", "mov ss, {0:x}", in(reg) sel, options(nostack, preserves_flags))
+    }
+}
+
+/// Writes the extended control register XCR0.
+///
+/// # Safety
+/// CR4.OSXSAVE must be set and `value` must be a combination the CPU supports (x87 set).
+pub unsafe fn xsetbv(xcr: u32, value: u64) {
+    // SAFETY: per the caller's contract.
+    unsafe {
+        asm!("xsetbv", in("ecx") xcr, in("eax") value as u32, in("edx") (value >> 32) as u32,
+             options(nostack, preserves_flags))
+    }
+}
+
+/// Swaps GS_BASE with KERNEL_GS_BASE.
+///
+/// The hypervisor keeps no data behind GS, so this only exchanges which of a PV guest's two
+/// GS bases is live (Xen's toggle_guest_mode does the same).
+pub fn swapgs() {
+    // SAFETY: the hypervisor never dereferences GS; swapping the bases only affects the guest.
+    unsafe { asm!("swapgs", options(nomem, nostack, preserves_flags)) }
+}

@@ -1,0 +1,296 @@
+//! The dom0 builder: lays out the initial PV address space exactly as pv-guest-abi.md §1 says
+//! and prepares vCPU 0 to enter the kernel.
+//!
+//! The kernel module is untrusted input. Every problem with it is a `BuildError` carrying a
+//! message for the console, never a panic.
+use alloc::boxed::Box;
+use alloc::collections::BTreeSet;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use xen_abi::start_info::StartInfo;
+use xenolith_core::bootinfo::{BootInfo, BootModule};
+use xenolith_core::cmdline::{strip_image_name, CmdLine};
+use xenolith_core::layout::{self, LayoutRequest};
+use xenolith_core::loader::{self, Limits};
+use zerocopy::{FromBytes, FromZeros, IntoBytes};
+
+use crate::domain::{Domain, Vcpu};
+use crate::mm::{alloc_frame, frame_bytes, frame_table, pte, set_m2p};
+use crate::percpu::GuestRegs;
+
+/// Why dom0 could not be built.
+#[derive(Debug)]
+pub struct BuildError(pub String);
+
+macro_rules! fail {
+    ($($t:tt)*) => { return Err(BuildError(format!($($t)*))) };
+}
+
+const SIF_PRIVILEGED: u32 = 1;
+const SIF_INITDOMAIN: u32 = 2;
+const SIF_MOD_START_PFN: u32 = 8;
+const DOMID_DOM0: u16 = 0;
+
+/// Views a boot module's bytes in the direct map.
+fn module_bytes(m: &BootModule) -> Result<&'static [u8], BuildError> {
+    let len = m.end.saturating_sub(m.start);
+    if m.end > crate::mm::BOOT_DIRECTMAP_LIMIT {
+        fail!("module at {:#x}-{:#x} lies above 4 GiB", m.start, m.end);
+    }
+    // SAFETY: the module's range was reserved from the frame allocator at boot, is mapped in
+    // the direct map (checked above) and is never written while dom0 is built.
+    Ok(unsafe { core::slice::from_raw_parts(crate::mm::phys_to_virt(m.start) as *const u8, len as usize) })
+}
+
+/// Fills a hypercall page: 32-byte slots of `push rcx; push r11; mov eax, N; syscall;
+/// pop r11; pop rcx; ret`, slot 23 (iret) pushing rax and never returning; int3 elsewhere.
+pub fn write_hypercall_page(page: &mut [u8; 4096]) {
+    page.fill(0xcc);
+    for (i, slot) in page.chunks_exact_mut(32).enumerate() {
+        let n = (i as u32).to_le_bytes();
+        if i == xen_abi::hypercall::IRET as usize {
+            slot[..11].copy_from_slice(&[0x51, 0x41, 0x53, 0x50, 0xb8, n[0], n[1], n[2], n[3], 0x0f, 0x05]);
+        } else {
+            slot[..14].copy_from_slice(&[0x51, 0x41, 0x53, 0xb8, n[0], n[1], n[2], n[3], 0x0f, 0x05, 0x41, 0x5b, 0x59, 0xc3]);
+        }
+    }
+}
+
+/// Builds dom0 from the first boot module (kernel) and the optional second (initrd).
+pub fn build(cmd: &CmdLine, bi: &BootInfo) -> Result<Box<Domain>, BuildError> {
+    let Some(kmod) = bi.modules.first() else {
+        fail!("no dom0 kernel given: pass it as the first boot module");
+    };
+    let kbytes = module_bytes(kmod)?;
+    let initrd = match bi.modules.get(1) {
+        Some(m) => Some(module_bytes(m)?),
+        None => None,
+    };
+    let (_, heap_free) = crate::heap::stats();
+    let limits = Limits { max_image_bytes: (heap_free / 2).min(Limits::DEFAULT_MAX_IMAGE_BYTES) };
+    let image = match loader::parse(kbytes, &limits) {
+        Ok(i) => i,
+        Err(e) => fail!("dom0 kernel ({} bytes): {e}", kbytes.len()),
+    };
+    let info = image.info().clone();
+    crate::info!(
+        "dom0 kernel: {:?}, entry {:#x}, virtual {:#x}-{:#x}, guest os {:?}, loader {:?}",
+        image.format(),
+        info.entry,
+        info.virt_kstart,
+        info.virt_kend,
+        info.guest_os,
+        info.loader
+    );
+    if !info.dom0_capable() {
+        fail!("dom0 kernel does not declare dom0 support (XENFEAT_dom0 missing from its supported features)");
+    }
+    let dom_template = Domain {
+        id: DOMID_DOM0,
+        privileged: true,
+        p2m: Vec::new(),
+        max_pages: 0,
+        shared_info_mfn: 0,
+        vm_assist: 0,
+        shutdown: None,
+        vcpus: Vec::new(),
+        pagetables: BTreeSet::new(),
+    };
+    let supported = crate::pv::supported_features(&dom_template);
+    if let Some(f) = image.unsupported_required(supported) {
+        fail!(
+            "dom0 kernel requires feature {} ({}), which this hypervisor does not provide yet",
+            f.name().unwrap_or("unknown"),
+            f.0
+        );
+    }
+
+    // Memory.
+    let free_bytes = crate::mm::free_frames() * 4096;
+    let want = cmd.dom0_mem.resolve(bi.ram_bytes(), free_bytes.saturating_sub(16 << 20));
+    let nr_pages = want / 4096;
+    let initrd_len = initrd.map_or(0, |b| b.len() as u64);
+    let req = LayoutRequest {
+        virt_base: info.virt_base,
+        kern_start: info.virt_kstart,
+        kern_end: info.virt_kend,
+        initrd_len,
+        initrd_mapped: !info.mod_start_pfn,
+        nr_pages,
+        domu_rings: false,
+        p2m_external: None,
+    };
+    let lay = match layout::compute(&req) {
+        Ok(l) => l,
+        Err(e) => fail!("dom0 address space: {e}"),
+    };
+    let initrd_pages = initrd_len.div_ceil(4096);
+    if !info.mod_start_pfn && lay.initial_pages() > nr_pages
+        || info.mod_start_pfn && lay.initial_pages() + initrd_pages > nr_pages
+    {
+        fail!(
+            "dom0_mem too small: the initial mapping needs {} pages (+{} for the initrd) but dom0 has {}",
+            lay.initial_pages(),
+            initrd_pages,
+            nr_pages
+        );
+    }
+    crate::info!(
+        "dom0: {} pages ({} MiB), initial mapping {:#x}-{:#x}, {} page-table frames",
+        nr_pages,
+        nr_pages >> 8,
+        lay.v_start,
+        lay.v_end,
+        lay.nr_pt_frames
+    );
+
+    let mut dom = Box::new(dom_template);
+    dom.max_pages = nr_pages;
+    dom.p2m.reserve_exact(nr_pages as usize);
+    for pfn in 0..nr_pages {
+        let Some(mfn) = alloc_frame() else {
+            for &m in &dom.p2m {
+                crate::mm::free_frame(m);
+            }
+            fail!("out of memory allocating dom0 page {pfn} of {nr_pages}");
+        };
+        set_m2p(mfn, pfn);
+        dom.p2m.push(mfn);
+    }
+    let p2m = dom.p2m.clone();
+    let page_of = |va: u64| -> &'static mut [u8; 4096] {
+        let pfn = (va - lay.v_start) / 4096;
+        frame_bytes(p2m[pfn as usize])
+    };
+    let write_va = |va: u64, data: &[u8]| {
+        let mut done = 0usize;
+        while done < data.len() {
+            let a = va + done as u64;
+            let off = (a & 0xfff) as usize;
+            let n = (4096 - off).min(data.len() - done);
+            page_of(a & !0xfff)[off..off + n].copy_from_slice(&data[done..done + n]);
+            done += n;
+        }
+    };
+
+    // Kernel image.
+    for seg in image.segments() {
+        let data = image.segment_data(seg);
+        write_va(seg.vaddr, data);
+    }
+
+    // Initrd: mapped after the kernel, or left unmapped at the top of dom0's memory.
+    let (mod_start, mod_len, mod_flag) = match (initrd, &lay.initrd) {
+        (Some(bytes), Some(r)) => {
+            write_va(r.start, bytes);
+            (r.start, bytes.len() as u64, 0)
+        }
+        (Some(bytes), None) => {
+            let first = nr_pages - initrd_pages;
+            for (i, chunk) in bytes.chunks(4096).enumerate() {
+                frame_bytes(p2m[first as usize + i])[..chunk.len()].copy_from_slice(chunk);
+            }
+            (first, bytes.len() as u64, SIF_MOD_START_PFN)
+        }
+        _ => (0, 0, 0),
+    };
+
+    // The p2m list.
+    let mut p2m_bytes = Vec::with_capacity(p2m.len() * 8);
+    for m in &p2m {
+        p2m_bytes.extend_from_slice(&m.to_le_bytes());
+    }
+    write_va(lay.p2m.start, &p2m_bytes);
+
+    // Bootstrap page tables, allocated in order from the page-table area.
+    let pt_first_pfn = (lay.pt_base - lay.v_start) / 4096;
+    let pt_end_pfn = pt_first_pfn + lay.nr_pt_frames;
+    let mut next_pt = pt_first_pfn;
+    let mut take_pt = |dom: &mut Domain| -> Result<u64, BuildError> {
+        if next_pt >= pt_end_pfn {
+            fail!("internal: bootstrap page tables exceed the {} reserved frames", lay.nr_pt_frames);
+        }
+        let mfn = p2m[next_pt as usize];
+        next_pt += 1;
+        frame_table(mfn).fill(0);
+        dom.pagetables.insert(mfn);
+        Ok(mfn)
+    };
+    let upper = pte::PRESENT | pte::RW | pte::ACCESSED | pte::DIRTY | pte::USER;
+    let l4 = take_pt(&mut dom)?;
+    for pfn in 0..lay.initial_pages() {
+        let va = lay.v_start + pfn * 4096;
+        let mut table = l4;
+        for level in (2..=4).rev() {
+            let idx = ((va >> (12 + 9 * (level - 1))) & 511) as usize;
+            let e = frame_table(table)[idx];
+            table = if e & pte::PRESENT != 0 {
+                (e & pte::ADDR_MASK) >> 12
+            } else {
+                let t = take_pt(&mut dom)?;
+                frame_table(table)[idx] = (t << 12) | upper;
+                t
+            };
+        }
+        let mfn = p2m[pfn as usize];
+        let mut leaf = (mfn << 12) | pte::PRESENT | pte::ACCESSED | pte::USER | (1 << 52);
+        if !(pt_first_pfn..pt_end_pfn).contains(&pfn) {
+            leaf |= pte::RW;
+        }
+        frame_table(table)[((va >> 12) & 511) as usize] = leaf;
+    }
+    crate::mm::install_hypervisor_slots(frame_table(l4));
+
+    // shared_info.
+    let Some(si_mfn) = alloc_frame() else { fail!("out of memory for shared_info") };
+    dom.shared_info_mfn = si_mfn;
+    {
+        let si = xen_abi::shared_info::SharedInfo::mut_from_bytes(&mut frame_bytes(si_mfn)[..0xc40])
+            .map_err(|_| BuildError("shared_info layout".into()))?;
+        for vi in si.vcpu_info.iter_mut() {
+            vi.evtchn_upcall_mask = 1;
+        }
+        crate::time::update_wallclock(si);
+        crate::time::update_vcpu_time(&mut si.vcpu_info[0]);
+    }
+
+    // start_info.
+    let mut si = StartInfo::new_zeroed();
+    si.magic[..14].copy_from_slice(b"xen-3.0-x86_64");
+    si.nr_pages = nr_pages;
+    si.shared_info = si_mfn << 12;
+    si.flags = SIF_PRIVILEGED | SIF_INITDOMAIN | mod_flag;
+    si.pt_base = lay.pt_base;
+    si.nr_pt_frames = lay.nr_pt_frames;
+    si.mfn_list = lay.p2m.start;
+    si.mod_start = mod_start;
+    si.mod_len = mod_len;
+    let kcmd = strip_image_name(&kmod.cmdline);
+    let n = kcmd.len().min(si.cmd_line.len() - 1);
+    si.cmd_line[..n].copy_from_slice(&kcmd.as_bytes()[..n]);
+    write_va(lay.start_info, si.as_bytes());
+
+    if let Some(hp) = info.hypercall_page {
+        write_hypercall_page(page_of(hp & !0xfff));
+    }
+
+    // vCPU 0.
+    let mut v = Vcpu::new(0, si_mfn << 12);
+    v.guest_table = l4;
+    v.regs = GuestRegs {
+        rip: info.entry,
+        rsp: lay.initial_rsp(),
+        rsi: lay.start_info,
+        cs: u64::from(crate::cpu::FLAT_RING3_CS64),
+        ss: u64::from(crate::cpu::FLAT_RING3_DS),
+        rflags: (1 << 9) | 2,
+        ..GuestRegs::default()
+    };
+    v.kernel_ss = u64::from(crate::cpu::FLAT_RING3_DS);
+    v.kernel_sp = lay.initial_rsp();
+    dom.vcpus.push(v);
+    crate::info!("dom0: entry {:#x}, start_info {:#x}, stack {:#x}", info.entry, lay.start_info, lay.initial_rsp());
+    Ok(dom)
+}

@@ -1,0 +1,143 @@
+//! Domains and vCPUs as the hypervisor holds them.
+//!
+//! Invariants: `p2m[pfn]` is the machine frame backing guest pfn `pfn`, and the M2P maps it
+//! back; a frame belongs to a domain iff both agree. A vCPU's `trap_ctxt` and callback
+//! addresses are canonical (checked when registered), so entering them cannot fault in the
+//! hypervisor.
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+
+use spin::Mutex;
+
+use crate::percpu::GuestRegs;
+
+/// A registered guest entry point with its flags (e.g. mask events).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Callback {
+    pub address: u64,
+    pub flags: u16,
+}
+
+/// One trap-table entry (struct trap_info without the vector).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TrapEntry {
+    pub flags: u8,
+    pub cs: u16,
+    pub address: u64,
+}
+
+/// A virtual CPU of a PV domain.
+#[derive(Debug)]
+pub struct Vcpu {
+    pub id: u32,
+    /// Saved registers while the vCPU is not on a CPU.
+    pub regs: GuestRegs,
+    /// Guest kernel mode (as opposed to guest user mode); both run at CPL 3.
+    pub kernel_mode: bool,
+    /// Kernel root page table (MFN), guest_table in Xen.
+    pub guest_table: u64,
+    /// User root page table (MFN) or 0, guest_table_user in Xen.
+    pub guest_table_user: u64,
+    pub kernel_ss: u64,
+    pub kernel_sp: u64,
+    pub trap_ctxt: [TrapEntry; 256],
+    pub event_callback: Callback,
+    pub failsafe_callback: Callback,
+    pub syscall_callback: Callback,
+    pub syscall32_callback: Callback,
+    pub sysenter_callback: Callback,
+    pub nmi_callback: Callback,
+    pub fs_base: u64,
+    pub gs_base_kernel: u64,
+    pub gs_base_user: u64,
+    /// Machine address of this vCPU's vcpu_info.
+    pub vcpu_info_maddr: u64,
+    /// Virtual CR0.TS.
+    pub virtual_ts: bool,
+    /// Virtual IOPL (0-3).
+    pub iopl: u8,
+}
+
+impl Vcpu {
+    /// A vCPU with reset state whose vcpu_info lives at `vcpu_info_maddr`.
+    pub fn new(id: u32, vcpu_info_maddr: u64) -> Self {
+        Vcpu {
+            id,
+            regs: GuestRegs::default(),
+            kernel_mode: true,
+            guest_table: 0,
+            guest_table_user: 0,
+            kernel_ss: 0,
+            kernel_sp: 0,
+            trap_ctxt: [TrapEntry::default(); 256],
+            event_callback: Callback::default(),
+            failsafe_callback: Callback::default(),
+            syscall_callback: Callback::default(),
+            syscall32_callback: Callback::default(),
+            sysenter_callback: Callback::default(),
+            nmi_callback: Callback::default(),
+            fs_base: 0,
+            gs_base_kernel: 0,
+            gs_base_user: 0,
+            vcpu_info_maddr,
+            virtual_ts: false,
+            iopl: 0,
+        }
+    }
+
+    /// The root page table for the current guest mode.
+    pub fn current_root(&self) -> u64 {
+        if self.kernel_mode || self.guest_table_user == 0 {
+            self.guest_table
+        } else {
+            self.guest_table_user
+        }
+    }
+}
+
+/// Why and how a domain stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shutdown {
+    /// SCHEDOP_shutdown with a reason code (SHUTDOWN_*).
+    Requested(u32),
+    /// Crashed by the hypervisor for misbehaviour.
+    Crashed,
+}
+
+/// A domain.
+#[derive(Debug)]
+pub struct Domain {
+    pub id: u16,
+    pub privileged: bool,
+    /// pfn -> mfn.
+    pub p2m: Vec<u64>,
+    pub max_pages: u64,
+    pub shared_info_mfn: u64,
+    /// Enabled VMASST_TYPE_* bits.
+    pub vm_assist: u64,
+    pub shutdown: Option<Shutdown>,
+    pub vcpus: Vec<Vcpu>,
+    /// Frames in use as page tables (bootstrap tables so far); never mapped writable.
+    pub pagetables: alloc::collections::BTreeSet<u64>,
+}
+
+impl Domain {
+    /// Whether `mfn` is one of this domain's RAM frames.
+    pub fn owns(&self, mfn: u64) -> bool {
+        let pfn = crate::mm::get_m2p(mfn);
+        usize::try_from(pfn).ok().and_then(|p| self.p2m.get(p)) == Some(&mfn)
+    }
+
+    /// Whether the guest may map `mfn` at all (its own RAM or its shared_info page).
+    pub fn may_map(&self, mfn: u64) -> bool {
+        self.owns(mfn) || mfn == self.shared_info_mfn
+    }
+
+    /// Pages currently allocated to the domain.
+    pub fn tot_pages(&self) -> u64 {
+        self.p2m.len() as u64
+    }
+}
+
+/// The running domain (a single dom0 for now).
+pub static DOM0: Mutex<Option<Box<Domain>>> = Mutex::new(None);

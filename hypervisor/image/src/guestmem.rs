@@ -1,0 +1,106 @@
+//! Checked access to guest virtual memory.
+//!
+//! A guest address is never turned into a reference. Accesses walk the guest's current page
+//! tables in software, require Present and User at every level (and RW for writes), refuse
+//! the hypervisor's reserved range the way Xen's `access_ok` does, and only touch frames the
+//! domain may map. Any failure is `EFAULT`.
+use xen_abi::errno::Errno;
+use zerocopy::{FromBytes, Immutable, IntoBytes};
+
+use crate::domain::Domain;
+use crate::mm::{frame_bytes, frame_table, pte};
+
+/// Whether a guest pointer may be dereferenced on the guest's behalf (canonical, not in the
+/// hypervisor's reserved range).
+pub fn addr_ok(va: u64) -> bool {
+    va < (1 << 47) || va >= xen_abi::layout::HYPERVISOR_VIRT_END
+}
+
+/// A view of one domain's memory through a root page table.
+pub struct GuestMem<'a> {
+    pub dom: &'a Domain,
+    pub root: u64,
+}
+
+impl<'a> GuestMem<'a> {
+    /// Access through the current root of vCPU 0.
+    pub fn current(dom: &'a Domain, root: u64) -> Self {
+        GuestMem { dom, root }
+    }
+
+    /// Translates a guest VA to (mfn, offset) for an access.
+    pub fn translate(&self, va: u64, write: bool) -> Result<u64, Errno> {
+        if !addr_ok(va) {
+            return Err(Errno::EFAULT);
+        }
+        let mut table = self.root;
+        for level in (1..=4).rev() {
+            if !self.dom.owns(table) {
+                return Err(Errno::EFAULT);
+            }
+            let idx = ((va >> (12 + 9 * (level - 1))) & 511) as usize;
+            let e = frame_table(table)[idx];
+            let need = pte::PRESENT | pte::USER | if write { pte::RW } else { 0 };
+            if e & need != need || (level > 1 && e & pte::PSE != 0) {
+                return Err(Errno::EFAULT);
+            }
+            table = (e & pte::ADDR_MASK) >> 12;
+        }
+        if !self.dom.may_map(table) {
+            return Err(Errno::EFAULT);
+        }
+        Ok(table)
+    }
+
+    /// Copies guest memory at `va` into `buf`.
+    pub fn read(&self, va: u64, buf: &mut [u8]) -> Result<(), Errno> {
+        let mut done = 0usize;
+        while done < buf.len() {
+            let a = va.checked_add(done as u64).ok_or(Errno::EFAULT)?;
+            let mfn = self.translate(a, false)?;
+            let off = (a & 0xfff) as usize;
+            let n = (4096 - off).min(buf.len() - done);
+            buf[done..done + n].copy_from_slice(&frame_bytes(mfn)[off..off + n]);
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Copies `buf` into guest memory at `va`. Every page is checked before any byte is
+    /// written, so a failing copy leaves guest memory untouched.
+    pub fn write(&self, va: u64, buf: &[u8]) -> Result<(), Errno> {
+        for pass in 0..2 {
+            let mut done = 0usize;
+            while done < buf.len() {
+                let a = va.checked_add(done as u64).ok_or(Errno::EFAULT)?;
+                let mfn = self.translate(a, true)?;
+                let off = (a & 0xfff) as usize;
+                let n = (4096 - off).min(buf.len() - done);
+                if pass == 1 {
+                    frame_bytes(mfn)[off..off + n].copy_from_slice(&buf[done..done + n]);
+                }
+                done += n;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads a plain-data value.
+    pub fn read_obj<T: FromBytes + IntoBytes>(&self, va: u64) -> Result<T, Errno> {
+        let mut v = T::new_zeroed();
+        self.read(va, v.as_mut_bytes())?;
+        Ok(v)
+    }
+
+    /// Writes a plain-data value.
+    pub fn write_obj<T: IntoBytes + Immutable>(&self, va: u64, v: &T) -> Result<(), Errno> {
+        self.write(va, v.as_bytes())
+    }
+
+    /// Reads a u64.
+    pub fn read_u64(&self, va: u64) -> Result<u64, Errno> {
+        let mut b = [0u8; 8];
+        self.read(va, &mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+}

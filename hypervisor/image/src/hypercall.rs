@@ -1,0 +1,90 @@
+//! The hypercall table and the hypercalls built so far.
+//!
+//! The table is data: number, name and handler, in one place. Registers are decoded into
+//! arguments before dispatch; handlers return `Result<u64, Errno>` and the negative return
+//! value is made only here. Anything not in the table answers -ENOSYS, as do unknown
+//! sub-ops. Long operations return `Continue` after rewriting their arguments, and the guest
+//! re-executes the hypercall (Xen's continuation).
+use xen_abi::errno::Errno;
+
+use crate::domain::Domain;
+use crate::percpu::GuestRegs;
+
+/// Outcome of a hypercall handler.
+pub enum Outcome {
+    /// Return this value in RAX.
+    Done(Result<u64, Errno>),
+    /// The handler rewrote the argument registers; re-execute the SYSCALL.
+    Continue,
+    /// The handler set up the whole guest frame itself (HYPERVISOR_iret).
+    NoReturn,
+}
+
+impl From<Result<u64, Errno>> for Outcome {
+    fn from(r: Result<u64, Errno>) -> Self {
+        Outcome::Done(r)
+    }
+}
+
+/// Everything a handler may touch.
+pub struct Ctx<'a> {
+    pub dom: &'a mut Domain,
+    pub vcpu: usize,
+    pub regs: &'a mut GuestRegs,
+}
+
+/// A hypercall handler: arguments in rdi, rsi, rdx, r10, r8 order.
+pub type Handler = fn(&mut Ctx<'_>, [u64; 5]) -> Outcome;
+
+/// One entry of the table.
+#[derive(Clone, Copy)]
+pub struct Hypercall {
+    pub name: &'static str,
+    pub handler: Handler,
+}
+
+/// Number of table slots (the hypercall page has 128).
+pub const NR_HYPERCALLS: usize = 64;
+
+const fn table() -> [Option<Hypercall>; NR_HYPERCALLS] {
+    use xen_abi::hypercall as nr;
+    let mut t: [Option<Hypercall>; NR_HYPERCALLS] = [None; NR_HYPERCALLS];
+    macro_rules! hc {
+        ($nr:expr, $name:literal, $h:path) => {
+            t[$nr as usize] = Some(Hypercall { name: $name, handler: $h });
+        };
+    }
+    hc!(nr::SET_TRAP_TABLE, "set_trap_table", crate::pv::set_trap_table);
+    hc!(nr::STACK_SWITCH, "stack_switch", crate::pv::stack_switch);
+    hc!(nr::FPU_TASKSWITCH, "fpu_taskswitch", crate::pv::fpu_taskswitch);
+    hc!(nr::MEMORY_OP, "memory_op", crate::pv::memory_op);
+    hc!(nr::UPDATE_VA_MAPPING, "update_va_mapping", crate::pv::update_va_mapping);
+    hc!(nr::XEN_VERSION, "xen_version", crate::pv::xen_version);
+    hc!(nr::CONSOLE_IO, "console_io", crate::pv::console_io);
+    hc!(nr::VM_ASSIST, "vm_assist", crate::pv::vm_assist);
+    hc!(nr::IRET, "iret", crate::pv::iret);
+    hc!(nr::SET_SEGMENT_BASE, "set_segment_base", crate::pv::set_segment_base);
+    hc!(nr::SCHED_OP, "sched_op", crate::pv::sched_op);
+    hc!(nr::CALLBACK_OP, "callback_op", crate::pv::callback_op);
+    t
+}
+
+/// The hypercall table.
+pub static TABLE: [Option<Hypercall>; NR_HYPERCALLS] = table();
+
+/// Handles a hypercall made by the guest kernel with SYSCALL.
+pub fn dispatch(dom: &mut Domain, vcpu: usize, regs: &mut GuestRegs) {
+    let nr = regs.rax;
+    let args = [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8];
+    let entry = usize::try_from(nr).ok().and_then(|n| TABLE.get(n)).copied().flatten();
+    let outcome = match entry {
+        Some(h) => (h.handler)(&mut Ctx { dom, vcpu, regs }, args),
+        None => Outcome::Done(Err(Errno::ENOSYS)),
+    };
+    match outcome {
+        Outcome::Done(Ok(v)) => regs.rax = v,
+        Outcome::Done(Err(e)) => regs.rax = e.as_ret() as u64,
+        Outcome::Continue => regs.rip = regs.rip.wrapping_sub(2),
+        Outcome::NoReturn => {}
+    }
+}

@@ -1,0 +1,220 @@
+//! Hypervisor memory: the direct map, the frame allocator, the idle page table and the M2P.
+//!
+//! Address-space layout (inside Xen's reserved guest L4 slots 256-271, shared by every PV
+//! guest): slot 256 holds the read-only, guest-readable machine-to-phys table at
+//! MACH2PHYS_VIRT_START; slot 261 the hypervisor image at VIRT_OFFSET + physical; slot 262 the
+//! direct map of all RAM (supervisor only). Slot 0 of the idle table keeps the boot identity
+//! map, which no guest table carries.
+use core::ops::Range;
+
+use spin::Mutex;
+use xenolith_core::bootinfo::PhysRead;
+use xenolith_core::frames::FrameAllocator;
+
+/// Virtual base of the direct map of physical memory.
+pub const DIRECTMAP_BASE: u64 = 0xffff_8300_0000_0000;
+/// Virtual address of physical 0 in the image mapping.
+pub const VIRT_OFFSET: u64 = 0xffff_82d0_4000_0000;
+/// Bytes of physical memory the boot page tables put in the direct map.
+pub const BOOT_DIRECTMAP_LIMIT: u64 = 4 << 30;
+/// Read-only M2P base (Xen's MACH2PHYS_VIRT_START).
+pub const M2P_VIRT_START: u64 = 0xffff_8000_0000_0000;
+/// End of Xen's read-only M2P area.
+pub const M2P_VIRT_END: u64 = 0xffff_8040_0000_0000;
+/// An M2P entry for a frame that no guest owns.
+pub const INVALID_M2P_ENTRY: u64 = !0;
+
+/// Page-table entry bits.
+pub mod pte {
+    pub const PRESENT: u64 = 1 << 0;
+    pub const RW: u64 = 1 << 1;
+    pub const USER: u64 = 1 << 2;
+    pub const PWT: u64 = 1 << 3;
+    pub const PCD: u64 = 1 << 4;
+    pub const ACCESSED: u64 = 1 << 5;
+    pub const DIRTY: u64 = 1 << 6;
+    pub const PSE: u64 = 1 << 7;
+    pub const GLOBAL: u64 = 1 << 8;
+    pub const NX: u64 = 1 << 63;
+    pub const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
+}
+
+unsafe extern "C" {
+    static __image_start_phys: u8;
+    static __image_end: u8;
+    static boot_l4: u8;
+}
+
+/// Physical range the hypervisor image occupies (including bss).
+pub fn image_range() -> Range<u64> {
+    let (start, end) = (&raw const __image_start_phys as u64, &raw const __image_end as u64);
+    start..end - VIRT_OFFSET
+}
+
+/// Physical address of the idle (boot) L4 table.
+pub fn idle_l4() -> u64 {
+    // .boot is linked at its physical address.
+    &raw const boot_l4 as u64
+}
+
+/// Converts a physical address to its direct-map virtual address.
+pub const fn phys_to_virt(pa: u64) -> u64 {
+    DIRECTMAP_BASE + pa
+}
+
+/// Converts an image virtual address to its physical address.
+pub fn image_virt_to_phys(va: u64) -> u64 {
+    va - VIRT_OFFSET
+}
+
+static DIRECTMAP_LIMIT: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(BOOT_DIRECTMAP_LIMIT);
+
+/// Reads physical memory through the direct map.
+pub struct DirectMap;
+
+impl PhysRead for DirectMap {
+    fn read(&self, paddr: u64, buf: &mut [u8]) -> bool {
+        let limit = DIRECTMAP_LIMIT.load(core::sync::atomic::Ordering::Relaxed);
+        match paddr.checked_add(buf.len() as u64) {
+            Some(end) if end <= limit => {
+                // SAFETY: [paddr, end) lies below the direct-map limit, which is mapped
+                // read/write for the hypervisor's whole life.
+                unsafe {
+                    core::ptr::copy_nonoverlapping(phys_to_virt(paddr) as *const u8, buf.as_mut_ptr(), buf.len())
+                };
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// A machine frame owned by the hypervisor, viewed through the direct map.
+pub fn frame_bytes(mfn: u64) -> &'static mut [u8; 4096] {
+    assert!(mfn << 12 < DIRECTMAP_LIMIT.load(core::sync::atomic::Ordering::Relaxed), "frame outside direct map");
+    // SAFETY: the frame is inside the direct map; callers only ask for frames they own
+    // (allocated from the frame allocator, or guest frames they hold a reference on), and the
+    // hypervisor is single-threaded per frame by construction (interrupts off, one CPU).
+    unsafe { &mut *(phys_to_virt(mfn << 12) as *mut [u8; 4096]) }
+}
+
+/// A frame as a page table of 512 entries.
+pub fn frame_table(mfn: u64) -> &'static mut [u64; 512] {
+    assert!(mfn << 12 < DIRECTMAP_LIMIT.load(core::sync::atomic::Ordering::Relaxed), "frame outside direct map");
+    // SAFETY: as for `frame_bytes`; a 4 KiB aligned frame is a valid [u64; 512].
+    unsafe { &mut *(phys_to_virt(mfn << 12) as *mut [u64; 512]) }
+}
+
+static FRAMES: Mutex<Option<FrameAllocator>> = Mutex::new(None);
+
+/// Installs the frame allocator.
+pub fn init_frames(a: FrameAllocator) {
+    *FRAMES.lock() = Some(a);
+}
+
+/// Allocates a zeroed frame.
+pub fn alloc_frame() -> Option<u64> {
+    let mfn = FRAMES.lock().as_mut()?.alloc()?;
+    frame_bytes(mfn).fill(0);
+    Some(mfn)
+}
+
+/// Allocates `count` contiguous frames aligned to `align` frames (not zeroed).
+pub fn alloc_frames_contiguous(count: u64, align: u64) -> Option<u64> {
+    FRAMES.lock().as_mut()?.alloc_contiguous(count, align)
+}
+
+/// Returns a frame to the allocator.
+pub fn free_frame(mfn: u64) {
+    if let Some(a) = FRAMES.lock().as_mut() {
+        if a.free(mfn).is_err() {
+            crate::warn!("freeing frame {mfn:#x} that is not allocated");
+        }
+    }
+}
+
+/// Free frames left.
+pub fn free_frames() -> u64 {
+    FRAMES.lock().as_ref().map_or(0, FrameAllocator::free_frames)
+}
+
+/// One past the highest RAM frame.
+pub fn max_pfn() -> u64 {
+    FRAMES.lock().as_ref().map_or(0, FrameAllocator::max_pfn)
+}
+
+/// Returns the table an entry points to, allocating it if absent.
+fn next_table(table_mfn: u64, index: usize, flags: u64) -> Option<u64> {
+    let t = frame_table(table_mfn);
+    if t[index] & pte::PRESENT == 0 {
+        let new = alloc_frame()?;
+        t[index] = (new << 12) | flags;
+    }
+    Some((t[index] & pte::ADDR_MASK) >> 12)
+}
+
+/// Maps one 4 KiB page in the idle table (hypervisor slots only).
+pub fn map_hypervisor_page(va: u64, mfn: u64, leaf_flags: u64, table_flags: u64) -> Option<()> {
+    let l4 = idle_l4() >> 12;
+    let l3 = next_table(l4, ((va >> 39) & 511) as usize, table_flags)?;
+    let l2 = next_table(l3, ((va >> 30) & 511) as usize, table_flags)?;
+    let l1 = next_table(l2, ((va >> 21) & 511) as usize, table_flags)?;
+    frame_table(l1)[((va >> 12) & 511) as usize] = (mfn << 12) | leaf_flags;
+    Some(())
+}
+
+/// The M2P table: its frames, contiguous from `base_mfn`.
+#[derive(Clone, Copy, Debug)]
+pub struct M2p {
+    base_mfn: u64,
+    entries: u64,
+}
+
+static M2P: Mutex<Option<M2p>> = Mutex::new(None);
+
+/// Allocates the M2P for `max_pfn` frames, fills it with INVALID entries and maps it
+/// read-only and guest-readable at MACH2PHYS_VIRT_START.
+pub fn init_m2p(max_pfn: u64) -> Option<()> {
+    let pages = (max_pfn * 8).div_ceil(4096);
+    let base = alloc_frames_contiguous(pages, 1)?;
+    for i in 0..pages {
+        let t = frame_table(base + i);
+        t.fill(INVALID_M2P_ENTRY);
+        map_hypervisor_page(
+            M2P_VIRT_START + i * 4096,
+            base + i,
+            pte::PRESENT | pte::USER | pte::ACCESSED | pte::NX,
+            pte::PRESENT | pte::RW | pte::USER | pte::ACCESSED,
+        )?;
+    }
+    *M2P.lock() = Some(M2p { base_mfn: base, entries: pages * 512 });
+    Some(())
+}
+
+/// Sets the M2P entry of a frame.
+pub fn set_m2p(mfn: u64, pfn: u64) {
+    if let Some(m) = *M2P.lock() {
+        if mfn < m.entries {
+            frame_table(m.base_mfn + mfn / 512)[(mfn % 512) as usize] = pfn;
+        }
+    }
+}
+
+/// Reads the M2P entry of a frame.
+pub fn get_m2p(mfn: u64) -> u64 {
+    match *M2P.lock() {
+        Some(m) if mfn < m.entries => frame_table(m.base_mfn + mfn / 512)[(mfn % 512) as usize],
+        _ => INVALID_M2P_ENTRY,
+    }
+}
+
+/// The highest MFN the M2P covers (for XENMEM_machphys_mapping).
+pub fn m2p_max_mfn() -> u64 {
+    M2P.lock().map_or(0, |m| m.entries.saturating_sub(1))
+}
+
+/// Copies the hypervisor's L4 slots (256-271) from the idle table into a guest L4.
+pub fn install_hypervisor_slots(l4: &mut [u64; 512]) {
+    let idle = frame_table(idle_l4() >> 12);
+    l4[256..272].copy_from_slice(&idle[256..272]);
+}

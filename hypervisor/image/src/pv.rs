@@ -1,0 +1,475 @@
+//! PV hypercall handlers built so far (see docs/SUPPORT.md for status per sub-op).
+use xen_abi::errno::Errno;
+use xen_abi::layout::VGCF_IN_SYSCALL;
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+use crate::guestmem::{addr_ok, GuestMem};
+use crate::hypercall::{Ctx, Outcome};
+use crate::mm::pte;
+use crate::traps::{crash, toggle_guest_mode, vcpu_info};
+
+/// Xen interface version reported to guests: the 4.17 ABI is the one implemented.
+pub const XEN_MAJOR: u64 = 4;
+pub const XEN_MINOR: u64 = 17;
+/// XENVER_extraversion.
+pub const EXTRAVERSION: &str = ".0-xenolith";
+
+fn is_canonical(a: u64) -> bool {
+    let top = a >> 47;
+    top == 0 || top == 0x1ffff
+}
+
+impl Ctx<'_> {
+    fn mem(&self) -> GuestMem<'_> {
+        GuestMem::current(self.dom, self.dom.vcpus[self.vcpu].current_root())
+    }
+}
+
+// ---- console_io ----
+
+const CONSOLEIO_WRITE: u64 = 0;
+const CONSOLEIO_READ: u64 = 1;
+/// Bytes written per invocation before a continuation.
+const CONSOLE_CHUNK: u64 = 4096;
+
+/// console_io(cmd, count, buffer).
+pub fn console_io(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
+    let (cmd, count, buf) = (a[0], a[1], a[2]);
+    match cmd {
+        CONSOLEIO_WRITE | CONSOLEIO_READ if !c.dom.privileged => Err(Errno::EPERM).into(),
+        CONSOLEIO_WRITE => {
+            if count > i32::MAX as u64 {
+                return Err(Errno::EINVAL).into();
+            }
+            let n = count.min(CONSOLE_CHUNK);
+            let mut tmp = [0u8; 256];
+            let mut done = 0;
+            while done < n {
+                let k = (n - done).min(tmp.len() as u64) as usize;
+                if let Err(e) = c.mem().read(buf + done, &mut tmp[..k]) {
+                    return Err(e).into();
+                }
+                crate::console::write_raw(&tmp[..k]);
+                done += k as u64;
+            }
+            if n < count {
+                c.regs.rsi = count - n;
+                c.regs.rdx = buf + n;
+                return Outcome::Continue;
+            }
+            Ok(0).into()
+        }
+        CONSOLEIO_READ => {
+            let mut got = 0u64;
+            while got < count.min(4096) {
+                let Some(b) = crate::console::read_byte() else { break };
+                if let Err(e) = c.mem().write(buf + got, &[b]) {
+                    return Err(e).into();
+                }
+                got += 1;
+            }
+            Ok(got).into()
+        }
+        _ => Err(Errno::ENOSYS).into(),
+    }
+}
+
+// ---- xen_version ----
+
+#[repr(C)]
+#[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
+struct FeatureInfo {
+    submap_idx: u32,
+    submap: u32,
+}
+
+/// xen_version(cmd, arg).
+pub fn xen_version(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
+    let (cmd, arg) = (a[0], a[1]);
+    let put_str = |c: &Ctx<'_>, s: &str, len: usize| -> Result<u64, Errno> {
+        let mut b = alloc::vec![0u8; len];
+        let n = s.len().min(len - 1);
+        b[..n].copy_from_slice(&s.as_bytes()[..n]);
+        c.mem().write(arg, &b).map(|()| 0)
+    };
+    let r = match cmd {
+        0 => Ok((XEN_MAJOR << 16) | XEN_MINOR),
+        1 => put_str(c, EXTRAVERSION, 16),
+        2 => {
+            // compiler[64], compile_by[16], compile_domain[32], compile_date[32]
+            let mut b = [0u8; 144];
+            b[..5].copy_from_slice(b"rustc");
+            b[64..72].copy_from_slice(b"xenolith");
+            c.mem().write(arg, &b).map(|()| 0)
+        }
+        3 => put_str(c, "xen-3.0-x86_64", 1024),
+        4 => put_str(c, "unavailable", 64),
+        5 => c.mem().write(arg, &xen_abi::layout::HYPERVISOR_VIRT_START.to_le_bytes()).map(|()| 0),
+        6 => match c.mem().read_obj::<FeatureInfo>(arg) {
+            Ok(mut fi) => {
+                fi.submap = if fi.submap_idx == 0 { supported_features(c.dom) } else { 0 };
+                c.mem().write_obj(arg, &fi).map(|()| 0)
+            }
+            Err(e) => Err(e),
+        },
+        7 => Ok(4096),
+        8 => c.mem().write(arg, &[0u8; 16]).map(|()| 0),
+        9 if c.dom.privileged => put_str(c, &crate::boot_cmdline(), 1024),
+        9 => Err(Errno::EPERM),
+        _ => Err(Errno::ENOSYS),
+    };
+    r.into()
+}
+
+/// XENFEAT bits (submap 0) this hypervisor really provides to a domain.
+pub fn supported_features(dom: &crate::domain::Domain) -> u32 {
+    let mut f = 0;
+    if dom.privileged {
+        f |= 1 << 11; // XENFEAT_dom0
+    }
+    f
+}
+
+// ---- vm_assist ----
+
+/// VMASST types whose behaviour is implemented. The 4 GiB-segment and PAE-extended-CR3
+/// assists have no meaning for 64-bit PV guests; Xen accepts them as no-ops and so do we.
+const VMASST_IMPLEMENTED: u64 = (1 << 0) | (1 << 1) | (1 << 3);
+/// VMASST types Xen accepts for 64-bit PV guests.
+const VMASST_VALID_PV64: u64 = (1 << 0) | (1 << 1) | (1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 32);
+
+/// vm_assist(cmd, type).
+pub fn vm_assist(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
+    let (cmd, ty) = (a[0], a[1]);
+    if ty >= 64 || VMASST_VALID_PV64 & (1 << ty) == 0 {
+        return Err(Errno::EINVAL).into();
+    }
+    match cmd {
+        0 if VMASST_IMPLEMENTED & (1 << ty) == 0 => {
+            crate::warn!("d{}: vm_assist type {ty} is not supported yet", c.dom.id);
+            Err(Errno::EINVAL).into()
+        }
+        0 => {
+            c.dom.vm_assist |= 1 << ty;
+            Ok(0).into()
+        }
+        1 => {
+            c.dom.vm_assist &= !(1 << ty);
+            Ok(0).into()
+        }
+        _ => Err(Errno::ENOSYS).into(),
+    }
+}
+
+// ---- traps and callbacks ----
+
+#[repr(C)]
+#[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
+struct RawTrapInfo {
+    vector: u8,
+    flags: u8,
+    cs: u16,
+    _pad: u32,
+    address: u64,
+}
+
+/// Entries handled per invocation before a continuation.
+const TRAP_BATCH: u64 = 256;
+
+/// set_trap_table(traps).
+pub fn set_trap_table(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
+    let mut p = a[0];
+    if p == 0 {
+        c.dom.vcpus[c.vcpu].trap_ctxt = [crate::domain::TrapEntry::default(); 256];
+        return Ok(0).into();
+    }
+    for _ in 0..TRAP_BATCH {
+        let t: RawTrapInfo = match c.mem().read_obj(p) {
+            Ok(t) => t,
+            Err(e) => return Err(e).into(),
+        };
+        if t.address == 0 {
+            return Ok(0).into();
+        }
+        if !is_canonical(t.address) {
+            return Err(Errno::EINVAL).into();
+        }
+        c.dom.vcpus[c.vcpu].trap_ctxt[usize::from(t.vector)] =
+            crate::domain::TrapEntry { flags: t.flags, cs: t.cs | 3, address: t.address };
+        p += 16;
+    }
+    c.regs.rdi = p;
+    Outcome::Continue
+}
+
+#[repr(C)]
+#[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
+struct CallbackRegister {
+    ty: u16,
+    flags: u16,
+    _pad: u32,
+    address: u64,
+}
+
+/// callback_op(cmd, arg).
+pub fn callback_op(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
+    let (cmd, arg) = (a[0], a[1]);
+    match cmd {
+        0 => {
+            let r: CallbackRegister = match c.mem().read_obj(arg) {
+                Ok(r) => r,
+                Err(e) => return Err(e).into(),
+            };
+            if !is_canonical(r.address) {
+                return Err(Errno::EINVAL).into();
+            }
+            let cb = crate::domain::Callback { address: r.address, flags: r.flags };
+            let v = &mut c.dom.vcpus[c.vcpu];
+            match r.ty {
+                0 => v.event_callback = cb,
+                1 => v.failsafe_callback = cb,
+                2 => v.syscall_callback = cb,
+                4 => v.nmi_callback = cb,
+                5 => v.sysenter_callback = cb,
+                7 => v.syscall32_callback = cb,
+                _ => return Err(Errno::ENOSYS).into(),
+            }
+            Ok(0).into()
+        }
+        1 => {
+            let ty: u16 = match c.mem().read_obj(arg) {
+                Ok(t) => t,
+                Err(e) => return Err(e).into(),
+            };
+            match ty {
+                4 => {
+                    c.dom.vcpus[c.vcpu].nmi_callback = crate::domain::Callback::default();
+                    Ok(0).into()
+                }
+                0 | 1 | 2 | 5 | 7 => Err(Errno::EINVAL).into(),
+                _ => Err(Errno::ENOSYS).into(),
+            }
+        }
+        _ => Err(Errno::ENOSYS).into(),
+    }
+}
+
+/// stack_switch(ss, sp): the kernel stack used when an exception arrives in user mode.
+pub fn stack_switch(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
+    let v = &mut c.dom.vcpus[c.vcpu];
+    v.kernel_ss = a[0] | 3;
+    v.kernel_sp = a[1];
+    Ok(0).into()
+}
+
+/// fpu_taskswitch(set): the guest's virtual CR0.TS.
+pub fn fpu_taskswitch(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
+    let set = a[0] != 0;
+    c.dom.vcpus[c.vcpu].virtual_ts = set;
+    crate::fpu::set_ts(set);
+    Ok(0).into()
+}
+
+/// set_segment_base(which, base).
+pub fn set_segment_base(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
+    use xenolith_arch::msr::{wrmsr, Msr};
+    let (which, base) = (a[0], a[1]);
+    if which <= 2 && !is_canonical(base) {
+        return Err(Errno::EINVAL).into();
+    }
+    let v = &mut c.dom.vcpus[c.vcpu];
+    // SAFETY (all three): the value is canonical; the hypervisor never uses FS or GS.
+    match which {
+        0 => {
+            v.fs_base = base;
+            unsafe { wrmsr(Msr::FsBase, base) };
+        }
+        1 => {
+            v.gs_base_user = base;
+            let msr = if v.kernel_mode { Msr::KernelGsBase } else { Msr::GsBase };
+            unsafe { wrmsr(msr, base) };
+        }
+        2 => {
+            v.gs_base_kernel = base;
+            let msr = if v.kernel_mode { Msr::GsBase } else { Msr::KernelGsBase };
+            unsafe { wrmsr(msr, base) };
+        }
+        _ => return Err(Errno::ENOSYS).into(),
+    }
+    Ok(0).into()
+}
+
+// ---- iret ----
+
+/// HYPERVISOR_iret: at RSP the guest left {rax, r11, rcx, flags, rip, cs, rflags, rsp, ss}.
+pub fn iret(c: &mut Ctx<'_>, _a: [u64; 5]) -> Outcome {
+    let mut f = [0u64; 9];
+    let mut bytes = [0u8; 72];
+    if c.mem().read(c.regs.rsp, &mut bytes).is_err() {
+        crash(c.dom, "HYPERVISOR_iret with an unreadable frame");
+        return Outcome::NoReturn;
+    }
+    for (i, w) in f.iter_mut().enumerate() {
+        *w = u64::from_le_bytes(bytes[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
+    }
+    let [rax, r11, rcx, flags, rip, cs, rflags, rsp, ss] = f;
+    if !is_canonical(rip) {
+        crash(c.dom, "HYPERVISOR_iret to a non-canonical address");
+        return Outcome::NoReturn;
+    }
+    if cs & 3 == 3 && c.dom.vcpus[c.vcpu].kernel_mode {
+        if c.dom.vcpus[c.vcpu].guest_table_user == 0 {
+            crash(c.dom, "HYPERVISOR_iret to user mode without a user page table");
+            return Outcome::NoReturn;
+        }
+        toggle_guest_mode(&mut c.dom.vcpus[c.vcpu]);
+    }
+    let r = &mut *c.regs;
+    r.rip = rip;
+    r.cs = (cs & 0xffff) | 3;
+    r.rsp = rsp;
+    r.ss = (ss & 0xffff) | 3;
+    r.rflags = (rflags & !((3 << 12) | (1 << 17))) | (1 << 9);
+    r.rax = rax;
+    if flags & VGCF_IN_SYSCALL == 0 {
+        r.r11 = r11;
+        r.rcx = rcx;
+    } else {
+        r.r11 = r.rflags;
+        r.rcx = rip;
+    }
+    vcpu_info(&c.dom.vcpus[c.vcpu]).evtchn_upcall_mask = u8::from(rflags & (1 << 9) == 0);
+    Outcome::NoReturn
+}
+
+// ---- sched_op ----
+
+/// sched_op(cmd, arg).
+pub fn sched_op(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
+    let (cmd, arg) = (a[0], a[1]);
+    match cmd {
+        0 => Ok(0).into(),
+        1 => {
+            // Block: enable event delivery, then wait until an upcall is pending.
+            let vi = vcpu_info(&c.dom.vcpus[c.vcpu]);
+            vi.evtchn_upcall_mask = 0;
+            while vi.evtchn_upcall_pending == 0 {
+                xenolith_arch::instr::sti_hlt_cli();
+            }
+            Ok(0).into()
+        }
+        2 => match c.mem().read_obj::<u32>(arg) {
+            Ok(reason) => {
+                crate::info!("d{} shutdown: reason {} ({})", c.dom.id, reason, shutdown_name(reason));
+                c.dom.shutdown = Some(crate::domain::Shutdown::Requested(reason));
+                Ok(0).into()
+            }
+            Err(e) => Err(e).into(),
+        },
+        _ => Err(Errno::ENOSYS).into(),
+    }
+}
+
+/// Name of a SHUTDOWN_* reason.
+pub fn shutdown_name(reason: u32) -> &'static str {
+    match reason {
+        0 => "poweroff",
+        1 => "reboot",
+        2 => "suspend",
+        3 => "crash",
+        4 => "watchdog",
+        5 => "soft_reset",
+        _ => "unknown",
+    }
+}
+
+// ---- memory_op ----
+
+#[repr(C)]
+#[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
+struct MachphysMapping {
+    v_start: u64,
+    v_end: u64,
+    max_mfn: u64,
+}
+
+/// memory_op(cmd, arg): the read-only sub-ops so far.
+pub fn memory_op(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
+    let (cmd, arg) = (a[0] & 0x3f, a[1]);
+    match cmd {
+        2 => Ok(crate::mm::max_pfn()).into(),
+        3 | 4 => {
+            let domid: u16 = match c.mem().read_obj(arg) {
+                Ok(d) => d,
+                Err(e) => return Err(e).into(),
+            };
+            if domid != 0x7ff0 && domid != c.dom.id {
+                return Err(Errno::ESRCH).into();
+            }
+            Ok(if cmd == 3 { c.dom.tot_pages() } else { c.dom.max_pages }).into()
+        }
+        12 => {
+            let m = MachphysMapping {
+                v_start: xen_abi::layout::MACH2PHYS_VIRT_START,
+                v_end: xen_abi::layout::MACH2PHYS_VIRT_END,
+                max_mfn: xen_abi::layout::MACH2PHYS_NR_ENTRIES - 1,
+            };
+            c.mem().write_obj(arg, &m).map(|()| 0).into()
+        }
+        _ => Err(Errno::ENOSYS).into(),
+    }
+}
+
+// ---- update_va_mapping ----
+
+/// PTE bits a guest may set in an L1 entry (cache attributes only for privileged domains).
+const L1_ALLOWED: u64 =
+    pte::PRESENT | pte::RW | pte::USER | pte::ACCESSED | pte::DIRTY | pte::GLOBAL | (7 << 9) | pte::NX | pte::ADDR_MASK;
+const L1_CACHE: u64 = pte::PWT | pte::PCD | (1 << 7);
+/// Xen's _PAGE_GUEST_KERNEL marker on kernel-only mappings.
+const PAGE_GUEST_KERNEL: u64 = 1 << 52;
+
+/// update_va_mapping(va, new PTE, flags).
+pub fn update_va_mapping(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
+    let (va, val, flags) = (a[0], a[1], a[2]);
+    if !addr_ok(va) || !is_canonical(va) {
+        return Err(Errno::EINVAL).into();
+    }
+    // Find the L1 entry through the current kernel tables.
+    let mut table = c.dom.vcpus[c.vcpu].guest_table;
+    for level in (2..=4).rev() {
+        let e = crate::mm::frame_table(table)[((va >> (12 + 9 * (level - 1))) & 511) as usize];
+        if e & pte::PRESENT == 0 || e & pte::PSE != 0 {
+            return Err(Errno::EINVAL).into();
+        }
+        table = (e & pte::ADDR_MASK) >> 12;
+        if !c.dom.pagetables.contains(&table) {
+            return Err(Errno::EINVAL).into();
+        }
+    }
+    let mut new = val;
+    if val & pte::PRESENT != 0 {
+        let allowed = L1_ALLOWED | if c.dom.privileged { L1_CACHE } else { 0 };
+        if val & !allowed != 0 {
+            return Err(Errno::EINVAL).into();
+        }
+        let mfn = (val & pte::ADDR_MASK) >> 12;
+        if !c.dom.may_map(mfn) {
+            return Err(Errno::EINVAL).into();
+        }
+        if val & pte::RW != 0 && c.dom.pagetables.contains(&mfn) {
+            return Err(Errno::EINVAL).into();
+        }
+        if val & pte::USER == 0 {
+            new |= pte::USER | PAGE_GUEST_KERNEL;
+        }
+    }
+    crate::mm::frame_table(table)[((va >> 12) & 511) as usize] = new;
+    match flags & 3 {
+        0 => {}
+        1 => xenolith_arch::instr::flush_tlb_local(),
+        2 => xenolith_arch::instr::invlpg(va),
+        _ => return Err(Errno::EINVAL).into(),
+    }
+    Ok(0).into()
+}

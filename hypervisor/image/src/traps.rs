@@ -1,0 +1,265 @@
+//! Exceptions, interrupts and SYSCALL: routing to the hypervisor or bouncing to the guest.
+//!
+//! Exceptions raised by a guest are delivered to the guest's trap table with Xen's bounce
+//! frame (pv-guest-abi.md §3.3) or, where Xen emulates, emulated; a guest without a handler is
+//! crashed, never the hypervisor. An exception raised by the hypervisor itself is a bug and
+//! ends in a panic that reports the frame.
+use xen_abi::shared_info::VcpuInfo;
+use xenolith_arch::instr::read_cr2;
+use zerocopy::FromBytes;
+
+use crate::domain::{Domain, Shutdown, Vcpu};
+use crate::guestmem::GuestMem;
+use crate::mm::frame_bytes;
+use crate::percpu::{GuestRegs, VECTOR_SYSCALL};
+
+const RFLAGS_TF: u64 = 1 << 8;
+const RFLAGS_IF: u64 = 1 << 9;
+const RFLAGS_IOPL: u64 = 3 << 12;
+const RFLAGS_NT: u64 = 1 << 14;
+const RFLAGS_RF: u64 = 1 << 16;
+const RFLAGS_VM: u64 = 1 << 17;
+const RFLAGS_AC: u64 = 1 << 18;
+
+/// Vector of the local APIC timer.
+pub const VECTOR_TIMER: u64 = 0xf0;
+/// Vector of spurious local APIC interrupts.
+pub const VECTOR_SPURIOUS: u64 = 0xff;
+
+/// Exception names for reports.
+pub fn vector_name(v: u64) -> &'static str {
+    const NAMES: [&str; 22] = [
+        "#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM", "#DF", "coproc", "#TS", "#NP", "#SS", "#GP", "#PF",
+        "reserved", "#MF", "#AC", "#MC", "#XM", "#VE", "#CP",
+    ];
+    match v {
+        VECTOR_SYSCALL => "syscall",
+        _ => NAMES.get(v as usize).copied().unwrap_or("interrupt"),
+    }
+}
+
+/// Whether an exception vector pushes an error code.
+pub fn has_error_code(v: u64) -> bool {
+    matches!(v, 8 | 10..=14 | 17 | 21 | 29 | 30)
+}
+
+/// The vcpu_info of a vCPU, viewed through the direct map.
+pub fn vcpu_info(v: &Vcpu) -> &'static mut VcpuInfo {
+    let maddr = v.vcpu_info_maddr;
+    let page = frame_bytes(maddr >> 12);
+    let off = (maddr & 0xfff) as usize;
+    match VcpuInfo::mut_from_bytes(&mut page[off..off + 64]) {
+        Ok(vi) => vi,
+        Err(_) => panic!("vcpu_info at {maddr:#x} is misaligned"),
+    }
+}
+
+/// Entry from the assembly stubs for every exception, interrupt and SYSCALL.
+pub extern "C" fn trap_dispatch(regs: &mut GuestRegs) {
+    if !regs.from_guest() {
+        hypervisor_trap(regs);
+        return;
+    }
+    let mut guard = crate::domain::DOM0.lock();
+    let Some(dom) = guard.as_deref_mut() else {
+        drop(guard);
+        crate::fatal_frame("guest entry with no domain", regs);
+    };
+    match regs.vector {
+        VECTOR_SYSCALL => {
+            if dom.vcpus[0].kernel_mode {
+                crate::hypercall::dispatch(dom, 0, regs);
+            } else {
+                guest_user_syscall(dom, regs);
+            }
+        }
+        v if v >= 32 => crate::time::interrupt(v),
+        2 => crate::warn!("NMI while running d{}", dom.id),
+        v => guest_exception(dom, regs, v),
+    }
+    exit_to_guest(dom, regs);
+}
+
+/// Work done on every return to a guest: stop it if it shut down, deliver a pending event
+/// upcall, and make the frame safe to IRET to.
+pub fn exit_to_guest(dom: &mut Domain, regs: &mut GuestRegs) {
+    if let Some(s) = dom.shutdown {
+        let id = dom.id;
+        // Keep the domain around for the report, but leave the lock before stopping.
+        crate::domain_stopped(id, s);
+    }
+    let v = &mut dom.vcpus[0];
+    let vi = vcpu_info(v);
+    if vi.evtchn_upcall_pending != 0 && vi.evtchn_upcall_mask == 0 && v.event_callback.address != 0 {
+        let cb = v.event_callback;
+        if bounce(dom, regs, cb.address, None, true).is_err() {
+            crash(dom, "fault while delivering an event upcall");
+            exit_to_guest(dom, regs);
+            return;
+        }
+    }
+    regs.cs |= 3;
+    regs.ss |= 3;
+    regs.rflags = (regs.rflags | RFLAGS_IF | 2) & !(RFLAGS_IOPL | RFLAGS_NT | RFLAGS_VM);
+}
+
+/// Crashes a domain, logging why. Its vCPUs never run again.
+pub fn crash(dom: &mut Domain, why: &str) {
+    crate::error!("domain {} crashed: {}", dom.id, why);
+    dom.shutdown = Some(Shutdown::Crashed);
+}
+
+/// Switches a vCPU between guest kernel and user mode (Xen's toggle_guest_mode): the other
+/// root page table and the other GS base.
+pub fn toggle_guest_mode(v: &mut Vcpu) {
+    v.kernel_mode = !v.kernel_mode;
+    crate::sched::switch_mode(v);
+}
+
+/// Pushes Xen's bounce frame on the guest kernel stack and points the guest at `handler`.
+///
+/// Frame, from the new RSP upward: RCX, R11, [error code], RIP, CS (with the saved event mask
+/// in bits 32-39), RFLAGS, RSP, SS. A fault while writing it is the caller's to handle (Xen
+/// crashes the domain).
+pub fn bounce(dom: &mut Domain, regs: &mut GuestRegs, handler: u64, error_code: Option<u64>, mask: bool) -> Result<(), ()> {
+    let was_kernel = dom.vcpus[0].kernel_mode;
+    if !was_kernel {
+        toggle_guest_mode(&mut dom.vcpus[0]);
+    }
+    let v = &dom.vcpus[0];
+    let stack = if was_kernel { regs.rsp } else { v.kernel_sp };
+    let vi = vcpu_info(v);
+    let saved_mask = u64::from(vi.evtchn_upcall_mask);
+    let cs = if was_kernel { regs.cs & !3 } else { regs.cs | 3 } & 0xffff;
+    let rflags = (regs.rflags & !(RFLAGS_IF | RFLAGS_IOPL)) | if saved_mask == 0 { RFLAGS_IF } else { 0 };
+    let mut frame = [0u64; 9];
+    let mut n = 0;
+    frame[n] = regs.rcx;
+    n += 1;
+    frame[n] = regs.r11;
+    n += 1;
+    if let Some(ec) = error_code {
+        frame[n] = ec;
+        n += 1;
+    }
+    for word in [regs.rip, cs | (saved_mask << 32), rflags, regs.rsp, regs.ss] {
+        frame[n] = word;
+        n += 1;
+    }
+    let new_rsp = (stack & !15).wrapping_sub(8 * n as u64);
+    let mut bytes = [0u8; 72];
+    for (i, w) in frame[..n].iter().enumerate() {
+        bytes[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
+    }
+    let mem = GuestMem::current(dom, v.current_root());
+    if mem.write(new_rsp, &bytes[..n * 8]).is_err() {
+        return Err(());
+    }
+    regs.rip = handler;
+    regs.rsp = new_rsp;
+    regs.cs = u64::from(crate::cpu::FLAT_RING3_CS64);
+    regs.ss = u64::from(crate::cpu::FLAT_RING3_DS);
+    regs.rflags &= !(RFLAGS_TF | RFLAGS_NT | RFLAGS_RF | RFLAGS_VM | RFLAGS_AC);
+    if mask {
+        vi.evtchn_upcall_mask = 1;
+    }
+    Ok(())
+}
+
+/// Injects exception `vector` into the guest through its trap table, or crashes it if it has
+/// no handler or the bounce faults.
+pub fn inject(dom: &mut Domain, regs: &mut GuestRegs, vector: u64, error_code: Option<u64>) {
+    let t = dom.vcpus[0].trap_ctxt[vector as usize & 0xff];
+    if t.address == 0 {
+        let msg = alloc::format!(
+            "unhandled {} (vector {vector}, error {:#x}) at {:#x} with no guest handler",
+            vector_name(vector),
+            error_code.unwrap_or(0),
+            regs.rip
+        );
+        crash(dom, &msg);
+        return;
+    }
+    if bounce(dom, regs, t.address, error_code, t.flags & 4 != 0).is_err() {
+        let msg = alloc::format!("fault writing the {} bounce frame below rsp {:#x}", vector_name(vector), regs.rsp);
+        crash(dom, &msg);
+    }
+}
+
+fn guest_exception(dom: &mut Domain, regs: &mut GuestRegs, vector: u64) {
+    match vector {
+        14 => {
+            let cr2 = read_cr2();
+            let v = &dom.vcpus[0];
+            vcpu_info(v).arch.cr2 = cr2;
+            // The guest kernel runs at CPL 3 too: report U/S as the guest's own mode.
+            let ec = (regs.error_code & !4) | if v.kernel_mode { 0 } else { 4 };
+            inject(dom, regs, 14, Some(ec));
+        }
+        13 if regs.error_code & 2 != 0 => {
+            // INT n through a gate the hardware refused: a software interrupt for the guest.
+            let n = regs.error_code >> 3;
+            let t = dom.vcpus[0].trap_ctxt[n as usize & 0xff];
+            let cpl = if dom.vcpus[0].kernel_mode { 1 } else { 3 };
+            if n < 256 && t.address != 0 && u64::from(t.flags & 3) >= cpl {
+                regs.rip = regs.rip.wrapping_add(2);
+                if bounce(dom, regs, t.address, None, t.flags & 4 != 0).is_err() {
+                    crash(dom, "fault writing a software-interrupt bounce frame");
+                }
+            } else {
+                inject(dom, regs, 13, Some(regs.error_code));
+            }
+        }
+        13 if regs.error_code == 0 => {
+            if !crate::emulate::privileged_op(dom, regs) {
+                inject(dom, regs, 13, Some(0));
+            }
+        }
+        6 => {
+            if !crate::emulate::forced_emulation(dom, regs) {
+                inject(dom, regs, 6, None);
+            }
+        }
+        7 => {
+            dom.vcpus[0].virtual_ts = false;
+            inject(dom, regs, 7, None);
+        }
+        8 => crash(dom, "double fault"),
+        v => {
+            let ec = has_error_code(v).then_some(regs.error_code);
+            inject(dom, regs, v, ec);
+        }
+    }
+}
+
+fn guest_user_syscall(dom: &mut Domain, regs: &mut GuestRegs) {
+    let cb = dom.vcpus[0].syscall_callback;
+    if cb.address == 0 {
+        // No syscall callback: #UD at the SYSCALL instruction.
+        regs.rip = regs.rip.wrapping_sub(2);
+        inject(dom, regs, 6, None);
+        return;
+    }
+    if bounce(dom, regs, cb.address, None, cb.flags & 1 != 0).is_err() {
+        crash(dom, "fault writing the syscall bounce frame");
+    }
+}
+
+fn hypervisor_trap(regs: &mut GuestRegs) {
+    match regs.vector {
+        2 => crate::warn!("NMI in the hypervisor at {:#x}", regs.rip),
+        v if v >= 32 => crate::time::interrupt(v),
+        13 if regs.rip == crate::entry::iretq_address() => {
+            // The guest context we tried to enter was refused by the CPU.
+            let mut guard = crate::domain::DOM0.lock();
+            if let Some(dom) = guard.as_deref_mut() {
+                crash(dom, "invalid context on return to guest");
+                let id = dom.id;
+                drop(guard);
+                crate::domain_stopped(id, Shutdown::Crashed);
+            }
+            crate::fatal_frame("fault returning to a guest", regs);
+        }
+        _ => crate::fatal_frame("unexpected exception in the hypervisor", regs),
+    }
+}
