@@ -76,7 +76,8 @@ pub fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
-fn cargo() -> Command {
+/// A cargo command in the workspace root.
+pub fn cargo_cmd() -> Command {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     c.current_dir(root());
     c
@@ -84,7 +85,7 @@ fn cargo() -> Command {
 
 /// Builds the hypervisor image (as a multiboot ELF32) and all test guests; returns the image.
 pub fn build_all() -> Result<PathBuf> {
-    run(cargo().args([
+    run(cargo_cmd().args([
         "build",
         "--release",
         "--target",

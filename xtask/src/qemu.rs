@@ -44,8 +44,6 @@ pub struct Outcome {
     pub output: String,
     /// QEMU's exit code, if it exited by itself.
     pub exit_code: Option<i32>,
-    /// Whether we stopped QEMU because `stop_when` matched.
-    pub stopped: bool,
     pub timed_out: bool,
     pub elapsed: Duration,
 }
@@ -115,5 +113,5 @@ pub fn capture(
         text.push_str("\n[qemu stderr] ");
         text.push_str(&err);
     }
-    Ok(Outcome { output: text, exit_code, stopped: stop_at.is_some() && exit_code.is_none(), timed_out, elapsed: start.elapsed() })
+    Ok(Outcome { output: text, exit_code, timed_out, elapsed: start.elapsed() })
 }

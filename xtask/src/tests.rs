@@ -1,7 +1,305 @@
 //! `cargo xtask test`: every test.
-use anyhow::Result;
+//!
+//! 1. Host: unit and property tests of the pure crates, rustfmt and clippy (warnings are
+//!    errors), for host and bare-metal crates.
+//! 2. Guests: each test kernel in `guests/manifest` boots as dom0 on Xenolith and on Debian's
+//!    Xen 4.17 with the same QEMU and command line. A test passes only if Xenolith's verdict is
+//!    SUCCESS and Xen 4.17 agrees, or `guests/expect/<test>.xen` records which verdict Xen
+//!    gives and why it differs.
+//! 3. Boot failures: malformed dom0 kernels must end with a clear message and a clean stop on
+//!    Xenolith, as they do on Xen.
+//!
+//! The last line is `N passed, M failed`.
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use crate::qemu::{self, Outcome, DEBUG_EXIT, DEFAULT_APPEND};
+use crate::{build_all, cargo_cmd, deps, root, run, target_dir};
+
+/// QEMU exit status for isa-debug-exit code `c`.
+const fn exit_status(c: i32) -> i32 {
+    c * 2 + 1
+}
+/// dom0 powered off (SHUTDOWN_poweroff).
+const EXIT_POWEROFF: i32 = exit_status(0);
+/// dom0 crashed (SHUTDOWN_crash or crashed by the hypervisor).
+const EXIT_CRASH: i32 = exit_status(3);
+/// The hypervisor could not build dom0 or panicked.
+const EXIT_HYPERVISOR_FAILURE: i32 = exit_status(0x10);
+
+const XENOLITH_TIMEOUT: Duration = Duration::from_secs(90);
+const XEN_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// One test guest from the manifest.
+#[derive(Debug, Clone)]
+pub struct GuestTest {
+    pub name: String,
+    pub binary: String,
+    pub args: String,
+}
+
+/// Reads `guests/manifest`: `name  binary [args...]` per line, `#` comments.
+pub fn manifest() -> Result<Vec<GuestTest>> {
+    let path = root().join("guests/manifest");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let mut words = line.split_whitespace();
+        let (Some(name), Some(binary)) = (words.next(), words.next()) else {
+            bail!("guests/manifest: bad line {line:?}");
+        };
+        out.push(GuestTest { name: name.into(), binary: binary.into(), args: words.collect::<Vec<_>>().join(" ") });
+    }
+    Ok(out)
+}
+
+/// The verdict a test kernel printed, if exactly one.
+pub fn verdict(output: &str) -> Option<&str> {
+    let mut found = output.lines().filter_map(|l| l.trim().strip_prefix("Test result: ")).map(str::trim);
+    let first = found.next()?;
+    match found.next() {
+        None => Some(first.split_whitespace().next().unwrap_or(first)),
+        Some(_) => Some("MULTIPLE"),
+    }
+}
+
+fn log_dir() -> PathBuf {
+    root().join("target/test-logs")
+}
+
+fn save_log(name: &str, who: &str, o: &Outcome) -> Result<PathBuf> {
+    std::fs::create_dir_all(log_dir())?;
+    let p = log_dir().join(format!("{name}.{who}.log"));
+    std::fs::write(&p, &o.output)?;
+    Ok(p)
+}
+
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Boots a module line on Xenolith until QEMU exits by itself.
+pub fn boot_xenolith(image: &Path, modules: &str) -> Result<Outcome> {
+    qemu::capture(image, modules, &format!("{DEFAULT_APPEND} {DEBUG_EXIT}"), XENOLITH_TIMEOUT, &|_| false, Duration::ZERO)
+}
+
+/// Boots a module line on Xen 4.17, stopping QEMU once Xen has halted or given up.
+pub fn boot_xen(xen: &Path, modules: &str) -> Result<Outcome> {
+    let done = |out: &str| {
+        out.contains("Hardware Dom0 halted")
+            || out.contains("Hardware Dom0 shutdown")
+            || out.contains("Hardware Dom0 crashed")
+            || out.contains("Manual reset required")
+            || out.contains("Resetting with ACPI")
+    };
+    qemu::capture(xen, modules, &format!("{DEFAULT_APPEND} {DEBUG_EXIT}"), XEN_TIMEOUT, &done, Duration::from_millis(300))
+}
+
+/// A recorded difference with Xen: the verdict Xen gives, and why.
+fn xen_expectation(name: &str) -> Result<Option<(String, String)>> {
+    let p = root().join("guests/expect").join(format!("{name}.xen"));
+    if !p.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&p)?;
+    let mut lines = text.lines();
+    let v = lines.next().unwrap_or("").trim().to_string();
+    Ok(Some((v, lines.collect::<Vec<_>>().join(" ").trim().to_string())))
+}
+
+struct Tally {
+    passed: u32,
+    failed: Vec<String>,
+}
+
+impl Tally {
+    fn record(&mut self, name: &str, ok: bool, detail: &str) {
+        if ok {
+            self.passed += 1;
+            println!("test {name} ... ok ({detail})");
+        } else {
+            self.failed.push(name.to_string());
+            println!("test {name} ... FAILED ({detail})");
+        }
+    }
+}
+
+/// Runs a guest test on both hypervisors and judges it.
+fn guest_test(t: &GuestTest, image: &Path, xen: &Path, tally: &mut Tally) -> Result<()> {
+    let module = target_dir().join(&t.binary);
+    let modules = if t.args.is_empty() {
+        module.display().to_string()
+    } else {
+        format!("{} {}", module.display(), t.args)
+    };
+    let ours = boot_xenolith(image, &modules)?;
+    let ours_log = save_log(&t.name, "xenolith", &ours)?;
+    let theirs = boot_xen(xen, &modules)?;
+    let theirs_log = save_log(&t.name, "xen", &theirs)?;
+    let v_ours = verdict(&ours.output).unwrap_or("NONE");
+    let v_xen = verdict(&theirs.output).unwrap_or("NONE");
+    let mut problems = Vec::new();
+    if v_ours != "SUCCESS" {
+        problems.push(format!("Xenolith verdict {v_ours}"));
+    }
+    let expected_exit = if v_ours == "ERROR" { EXIT_CRASH } else { EXIT_POWEROFF };
+    if ours.exit_code != Some(expected_exit) {
+        problems.push(format!(
+            "Xenolith ended with {} (expected QEMU exit {expected_exit})",
+            match (ours.exit_code, ours.timed_out) {
+                (_, true) => "a timeout".to_string(),
+                (Some(c), _) => format!("QEMU exit {c}"),
+                (None, _) => "no exit".to_string(),
+            }
+        ));
+    }
+    match xen_expectation(&t.name)? {
+        Some((expect, why)) if v_xen == expect => {
+            println!("  note: Xen 4.17 gives {v_xen} here, as recorded: {why}");
+        }
+        Some((expect, _)) => problems.push(format!("Xen 4.17 verdict {v_xen}, recorded expectation {expect}")),
+        None if v_xen != v_ours => problems.push(format!("Xen 4.17 disagrees: {v_xen}")),
+        None => {}
+    }
+    let detail = format!(
+        "xenolith {v_ours} in {:.1}s, xen-4.17 {v_xen} in {:.1}s",
+        ours.elapsed.as_secs_f64(),
+        theirs.elapsed.as_secs_f64()
+    );
+    if !problems.is_empty() {
+        println!("  {}", problems.join("; "));
+        println!("  --- Xenolith ({}) ---\n{}", ours_log.display(), tail(&ours.output, 25));
+        println!("  --- Xen 4.17 ({}) ---\n{}", theirs_log.display(), tail(&theirs.output, 15));
+    }
+    tally.record(&t.name, problems.is_empty(), &detail);
+    Ok(())
+}
+
+/// A malformed dom0 kernel: both hypervisors must refuse it with a clear message and stop.
+fn bad_kernel_test(
+    name: &str,
+    bytes: &[u8],
+    our_message: &str,
+    image: &Path,
+    xen: &Path,
+    tally: &mut Tally,
+) -> Result<()> {
+    let dir = root().join("target/test-modules");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(name);
+    std::fs::write(&path, bytes)?;
+    let modules = path.display().to_string();
+    let ours = boot_xenolith(image, &modules)?;
+    save_log(name, "xenolith", &ours)?;
+    let theirs = boot_xen(xen, &modules)?;
+    save_log(name, "xen", &theirs)?;
+    let mut problems = Vec::new();
+    if !ours.output.contains(our_message) {
+        problems.push(format!("Xenolith did not say {our_message:?}"));
+    }
+    if !ours.output.contains("Could not set up dom0") {
+        problems.push("Xenolith did not stop with \"Could not set up dom0\"".to_string());
+    }
+    if ours.exit_code != Some(EXIT_HYPERVISOR_FAILURE) {
+        problems.push(format!("Xenolith QEMU exit {:?}, expected {EXIT_HYPERVISOR_FAILURE}", ours.exit_code));
+    }
+    if ours.output.contains("hypervisor bug") || ours.output.contains("unexpected exception") {
+        problems.push("Xenolith crashed instead of refusing".to_string());
+    }
+    let xen_refused = theirs.output.contains("Could not construct domain 0");
+    if !xen_refused {
+        problems.push("Xen 4.17 did not refuse the image (it should)".to_string());
+    }
+    if !problems.is_empty() {
+        println!("  {}", problems.join("; "));
+        println!("  --- Xenolith ---\n{}", tail(&ours.output, 15));
+        println!("  --- Xen 4.17 ---\n{}", tail(&theirs.output, 10));
+    }
+    let detail = format!("Xenolith refused in {:.1}s, Xen 4.17 refused: {xen_refused}", ours.elapsed.as_secs_f64());
+    tally.record(name, problems.is_empty(), &detail);
+    Ok(())
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so the garbage test is repeatable.
+fn garbage(len: usize, mut seed: u64) -> Vec<u8> {
+    let mut v = Vec::with_capacity(len);
+    while v.len() < len {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        v.extend_from_slice(&seed.to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+/// Host-side checks: unit/property tests, formatting and lints.
+fn host_checks() -> Result<()> {
+    println!("== host tests");
+    run(cargo_cmd().args(["test", "--workspace"]))?;
+    println!("== formatting");
+    run(cargo_cmd().args(["fmt", "--all", "--check"]))?;
+    println!("== clippy (host crates)");
+    run(cargo_cmd().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    println!("== clippy (bare-metal crates)");
+    run(cargo_cmd().args([
+        "clippy",
+        "--release",
+        "--target",
+        "x86_64-unknown-none",
+        "-p",
+        "xenolith",
+        "-p",
+        "xenolith-arch",
+        "-p",
+        "xenolith-guests",
+        "--bins",
+        "--lib",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    Ok(())
+}
 
 /// Runs the whole suite.
 pub fn run_all() -> Result<()> {
+    host_checks()?;
+    println!("== building the hypervisor and test guests");
+    let image = build_all()?;
+    let xen = deps::ensure_xen()?;
+    let mut tally = Tally { passed: 0, failed: Vec::new() };
+    println!("== test guests on Xenolith and Xen 4.17");
+    for t in manifest()? {
+        guest_test(&t, &image, &xen, &mut tally)?;
+    }
+    println!("== malformed dom0 kernels");
+    let hello = std::fs::read(target_dir().join("hello"))?;
+    bad_kernel_test(
+        "truncated-kernel",
+        &hello[..hello.len() / 3],
+        "dom0 kernel",
+        &image,
+        &xen,
+        &mut tally,
+    )?;
+    bad_kernel_test("garbage-kernel", &garbage(64 * 1024, 0x5eed), "dom0 kernel", &image, &xen, &mut tally)?;
+    let mut summary = String::new();
+    if !tally.failed.is_empty() {
+        let _ = writeln!(summary, "failed: {}", tally.failed.join(", "));
+    }
+    print!("{summary}");
+    println!("{} passed, {} failed", tally.passed, tally.failed.len());
+    if !tally.failed.is_empty() {
+        bail!("{} test(s) failed", tally.failed.len());
+    }
     Ok(())
 }

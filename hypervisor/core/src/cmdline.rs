@@ -62,7 +62,7 @@ impl MemAmount {
     pub fn bytes(self, host_bytes: u64) -> u64 {
         match self {
             MemAmount::Bytes(b) => b,
-            MemAmount::Percent(p) => host_bytes / 100 * u64::from(p),
+            MemAmount::Percent(p) => (u128::from(host_bytes) * u128::from(p) / 100) as u64,
         }
     }
 }
@@ -127,7 +127,12 @@ impl Default for CmdLine {
 
 /// Parses a size with Xen's units: K/M/G/T/B suffix, kilobytes when none is given.
 pub fn parse_size(s: &str) -> Option<u64> {
-    let digits_end = s.find(|c: char| !c.is_ascii_hexdigit() && c != 'x' && c != 'X').unwrap_or(s.len());
+    let (digits_end, radix_ok): (usize, fn(char) -> bool) = if s.starts_with("0x") || s.starts_with("0X") {
+        (2, |c: char| c.is_ascii_hexdigit())
+    } else {
+        (0, |c: char| c.is_ascii_digit())
+    };
+    let digits_end = digits_end + s[digits_end..].find(|c: char| !radix_ok(c)).unwrap_or(s.len() - digits_end);
     let (num, unit) = s.split_at(digits_end);
     let value = parse_int(num)?;
     let shift = match unit {
