@@ -1,2 +1,50 @@
-//! A small framework for Xen PV test kernels.
+//! A small framework for writing Xen PV test kernels in Rust.
+//!
+//! A test kernel is a `#![no_std] #![no_main]` binary that names its test
+//! function with [`test_main!`]. The framework provides everything around it:
+//!
+//! * [`boot`]: the Xen ELF notes, the entry point (which records the initial
+//!   registers, switches to the kernel's own stack and calls the test) and the
+//!   image layout;
+//! * [`hypercall`]: hypercalls through the hypercall page or a raw `SYSCALL`,
+//!   plus typed wrappers;
+//! * [`console`]: [`print!`]/[`println!`] over `console_io`;
+//! * [`traps`]: a trap table for vectors 0-31, exception fix-ups (probes that
+//!   report a fault instead of crashing) and a report of unexpected exceptions;
+//! * [`shared_info`]: mapping and reading the shared_info page;
+//! * [`report`]: the verdict line, [`check!`]-style failure accumulation and
+//!   the final `SCHEDOP_shutdown`;
+//! * [`x86`]: architectural numbers (page-table bits, #PF error code bits).
+//!
+//! Xen's ABI (numbers and structures) comes from the `xen-abi` crate.
+//!
+//! Invariants: the kernel runs on one vCPU with events masked (no event
+//! callback is registered), so nothing here is re-entered except by an
+//! exception; the verdict is printed exactly once.
 #![no_std]
+
+pub mod boot;
+pub mod console;
+pub mod hypercall;
+pub mod report;
+pub mod shared_info;
+pub mod traps;
+pub mod x86;
+
+pub use boot::{Boot, EntryRegs};
+pub use report::{error, skip, Failures, Verdict};
+pub use traps::Fault;
+
+/// Names the test function of a test kernel: `fn(&Boot) -> Verdict`.
+///
+/// The framework calls it once after start-up and ends the run with the
+/// returned verdict.
+#[macro_export]
+macro_rules! test_main {
+    ($test:path) => {
+        #[no_mangle]
+        fn xg_test_main(boot: &$crate::Boot) -> $crate::Verdict {
+            $test(boot)
+        }
+    };
+}

@@ -7,12 +7,18 @@ use anyhow::{bail, Context, Result};
 use crate::{root, run};
 
 fn have(cmd: &str) -> bool {
-    Command::new("sh").args(["-c", &format!("command -v {cmd} >/dev/null 2>&1")]).status().is_ok_and(|s| s.success())
+    Command::new("sh")
+        .args(["-c", &format!("command -v {cmd} >/dev/null 2>&1")])
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// `apt-get` with root rights (directly as root, else through sudo).
 fn apt_get(args: &[&str]) -> Result<()> {
-    let is_root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0"));
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0"));
     let mut cmd = if is_root {
         Command::new("apt-get")
     } else {
@@ -37,10 +43,15 @@ fn apt_install(pkgs: &[&str]) -> Result<()> {
 
 /// The bare-metal target for the hypervisor and guests.
 pub fn ensure_build() -> Result<()> {
-    let out = Command::new("rustup").args(["target", "list", "--installed"]).current_dir(root()).output();
+    let out = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .current_dir(root())
+        .output();
     match out {
         Ok(o) if String::from_utf8_lossy(&o.stdout).contains("x86_64-unknown-none") => Ok(()),
-        Ok(_) => run(Command::new("rustup").args(["target", "add", "x86_64-unknown-none"]).current_dir(root())),
+        Ok(_) => run(Command::new("rustup")
+            .args(["target", "add", "x86_64-unknown-none"])
+            .current_dir(root())),
         Err(_) => bail!("rustup is required to add the x86_64-unknown-none target"),
     }
 }
@@ -74,7 +85,9 @@ pub fn ensure_xen() -> Result<PathBuf> {
     APT_UPDATED.call_once(|| res = apt_get(&["update", "-qq"]));
     res?;
     eprintln!("xtask: downloading Debian's xen-hypervisor-4.17-amd64");
-    run(Command::new("apt-get").args(["download", "-q", "xen-hypervisor-4.17-amd64"]).current_dir(&dir))?;
+    run(Command::new("apt-get")
+        .args(["download", "-q", "xen-hypervisor-4.17-amd64"])
+        .current_dir(&dir))?;
     let deb = std::fs::read_dir(&dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| p.extension().is_some_and(|x| x == "deb"))
@@ -83,7 +96,10 @@ pub fn ensure_xen() -> Result<PathBuf> {
     run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpack))?;
     let gz = std::fs::read_dir(unpack.join("boot"))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().ends_with("-amd64.gz")))
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().ends_with("-amd64.gz"))
+        })
         .context("no /boot/xen-*.gz in the package")?;
     let mut dec = flate2::read::GzDecoder::new(std::fs::File::open(&gz)?);
     let mut out = Vec::new();

@@ -7,13 +7,19 @@
 use anyhow::{bail, ensure, Context, Result};
 
 fn u16_at(b: &[u8], o: usize) -> Result<u16> {
-    Ok(u16::from_le_bytes(b.get(o..o + 2).context("truncated ELF")?.try_into()?))
+    Ok(u16::from_le_bytes(
+        b.get(o..o + 2).context("truncated ELF")?.try_into()?,
+    ))
 }
 fn u32_at(b: &[u8], o: usize) -> Result<u32> {
-    Ok(u32::from_le_bytes(b.get(o..o + 4).context("truncated ELF")?.try_into()?))
+    Ok(u32::from_le_bytes(
+        b.get(o..o + 4).context("truncated ELF")?.try_into()?,
+    ))
 }
 fn u64_at(b: &[u8], o: usize) -> Result<u64> {
-    Ok(u64::from_le_bytes(b.get(o..o + 8).context("truncated ELF")?.try_into()?))
+    Ok(u64::from_le_bytes(
+        b.get(o..o + 8).context("truncated ELF")?.try_into()?,
+    ))
 }
 
 struct Load {
@@ -50,8 +56,17 @@ pub fn convert(elf64: &[u8]) -> Result<Vec<u8>> {
     ensure!(!loads.is_empty(), "no loadable segments");
     loads.sort_by_key(|l| l.paddr);
     let base = loads[0].paddr;
-    let file_end = loads.iter().filter(|l| l.filesz > 0).map(|l| l.paddr + l.filesz).max().unwrap_or(base);
-    let mem_end = loads.iter().map(|l| l.paddr + l.memsz).max().unwrap_or(base);
+    let file_end = loads
+        .iter()
+        .filter(|l| l.filesz > 0)
+        .map(|l| l.paddr + l.filesz)
+        .max()
+        .unwrap_or(base);
+    let mem_end = loads
+        .iter()
+        .map(|l| l.paddr + l.memsz)
+        .max()
+        .unwrap_or(base);
     ensure!(mem_end < 1 << 32, "image must load below 4 GiB");
     let mut flat = vec![0u8; (file_end - base) as usize];
     for l in &loads {
@@ -96,7 +111,13 @@ pub fn convert(elf64: &[u8]) -> Result<Vec<u8>> {
     out.resize(DATA, 0);
     out.extend_from_slice(&flat);
     // The multiboot1 header must sit in the first 8 KiB, 4-byte aligned.
-    let mb1 = out.windows(4).position(|w| w == 0x1BAD_B002u32.to_le_bytes()).context("no multiboot1 header")?;
-    ensure!(mb1 < 8192 && mb1 % 4 == 0, "multiboot1 header at {mb1:#x} is not usable");
+    let mb1 = out
+        .windows(4)
+        .position(|w| w == 0x1BAD_B002u32.to_le_bytes())
+        .context("no multiboot1 header")?;
+    ensure!(
+        mb1 < 8192 && mb1 % 4 == 0,
+        "multiboot1 header at {mb1:#x} is not usable"
+    );
     Ok(out)
 }

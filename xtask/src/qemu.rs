@@ -15,7 +15,17 @@ pub const DEBUG_EXIT: &str = "debug_exit=0xf4";
 
 fn base_command(image: &Path, modules: &str, append: &str) -> Command {
     let mut c = Command::new("qemu-system-x86_64");
-    c.args(["-M", "pc", "-cpu", "qemu64", "-m", "512", "-smp", "1", "-no-reboot"]);
+    c.args([
+        "-M",
+        "pc",
+        "-cpu",
+        "qemu64",
+        "-m",
+        "512",
+        "-smp",
+        "1",
+        "-no-reboot",
+    ]);
     c.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
     c.arg("-kernel").arg(image);
     c.arg("-initrd").arg(modules);
@@ -60,7 +70,9 @@ pub fn capture(
 ) -> Result<Outcome> {
     let mut c = base_command(image, modules, append);
     c.args(["-display", "none", "-serial", "stdio", "-monitor", "none"]);
-    c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    c.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let start = Instant::now();
     let mut child = c.spawn().context("starting qemu-system-x86_64")?;
     let mut stdout = child.stdout.take().context("no stdout")?;
@@ -113,5 +125,10 @@ pub fn capture(
         text.push_str("\n[qemu stderr] ");
         text.push_str(&err);
     }
-    Ok(Outcome { output: text, exit_code, timed_out, elapsed: start.elapsed() })
+    Ok(Outcome {
+        output: text,
+        exit_code,
+        timed_out,
+        elapsed: start.elapsed(),
+    })
 }

@@ -36,7 +36,9 @@ pub fn rdmsr(msr: Msr) -> u64 {
     let (lo, hi): (u32, u32);
     // SAFETY: every `Msr` variant is architectural on x86_64 long mode (TSC_AUX is only read
     // after CPUID reports RDTSCP); reading it has no memory effect.
-    unsafe { asm!("rdmsr", in("ecx") msr as u32, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags)) }
+    unsafe {
+        asm!("rdmsr", in("ecx") msr as u32, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags))
+    }
     (u64::from(hi) << 32) | u64::from(lo)
 }
 

@@ -75,9 +75,15 @@ pub enum BootInfoError {
 impl fmt::Display for BootInfoError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            BootInfoError::BadMagic(m) => write!(f, "not started by a multiboot loader (magic {m:#x})"),
-            BootInfoError::Unreadable { what, addr } => write!(f, "boot information: cannot read {what} at {addr:#x}"),
-            BootInfoError::TooMany { what, count } => write!(f, "boot information: too many {what} ({count})"),
+            BootInfoError::BadMagic(m) => {
+                write!(f, "not started by a multiboot loader (magic {m:#x})")
+            }
+            BootInfoError::Unreadable { what, addr } => {
+                write!(f, "boot information: cannot read {what} at {addr:#x}")
+            }
+            BootInfoError::TooMany { what, count } => {
+                write!(f, "boot information: too many {what} ({count})")
+            }
             BootInfoError::Malformed(why) => write!(f, "boot information malformed: {why}"),
             BootInfoError::NoMemoryMap => write!(f, "the boot loader provided no memory map"),
         }
@@ -103,12 +109,19 @@ fn read_u64(m: &dyn PhysRead, addr: u64, what: &'static str) -> Result<u64, Boot
 }
 
 /// Reads a NUL-terminated string of at most `MAX_STRING` bytes (lossy UTF-8).
-fn read_cstr(m: &dyn PhysRead, addr: u64, limit: usize, what: &'static str) -> Result<String, BootInfoError> {
+fn read_cstr(
+    m: &dyn PhysRead,
+    addr: u64,
+    limit: usize,
+    what: &'static str,
+) -> Result<String, BootInfoError> {
     let mut bytes = Vec::new();
     let limit = limit.min(MAX_STRING);
     while bytes.len() < limit {
         let mut b = [0u8; 1];
-        let a = addr.checked_add(bytes.len() as u64).ok_or(BootInfoError::Unreadable { what, addr })?;
+        let a = addr
+            .checked_add(bytes.len() as u64)
+            .ok_or(BootInfoError::Unreadable { what, addr })?;
         if !m.read(a, &mut b) {
             return Err(BootInfoError::Unreadable { what, addr });
         }
@@ -131,7 +144,10 @@ pub fn parse(magic: u32, info: u64, m: &dyn PhysRead) -> Result<BootInfo, BootIn
 
 fn parse_mb1(info: u64, m: &dyn PhysRead) -> Result<BootInfo, BootInfoError> {
     let flags = read_u32(m, info, "multiboot flags")?;
-    let mut bi = BootInfo { protocol: 1, ..BootInfo::default() };
+    let mut bi = BootInfo {
+        protocol: 1,
+        ..BootInfo::default()
+    };
     if flags & (1 << 2) != 0 {
         let p = read_u32(m, info + 16, "command line pointer")?;
         bi.cmdline = read_cstr(m, u64::from(p), MAX_STRING, "command line")?;
@@ -144,7 +160,10 @@ fn parse_mb1(info: u64, m: &dyn PhysRead) -> Result<BootInfo, BootInfoError> {
         let count = read_u32(m, info + 20, "module count")?;
         let addr = u64::from(read_u32(m, info + 24, "module list pointer")?);
         if count > MAX_MODULES {
-            return Err(BootInfoError::TooMany { what: "modules", count: count.into() });
+            return Err(BootInfoError::TooMany {
+                what: "modules",
+                count: count.into(),
+            });
         }
         for i in 0..u64::from(count) {
             let e = addr + i * 16;
@@ -154,8 +173,16 @@ fn parse_mb1(info: u64, m: &dyn PhysRead) -> Result<BootInfo, BootInfoError> {
             if end < start {
                 return Err(BootInfoError::Malformed("module ends before it starts"));
             }
-            let cmdline = if s != 0 { read_cstr(m, u64::from(s), MAX_STRING, "module string")? } else { String::new() };
-            bi.modules.push(BootModule { start, end, cmdline });
+            let cmdline = if s != 0 {
+                read_cstr(m, u64::from(s), MAX_STRING, "module string")?
+            } else {
+                String::new()
+            };
+            bi.modules.push(BootModule {
+                start,
+                end,
+                cmdline,
+            });
         }
     }
     if flags & (1 << 6) != 0 {
@@ -165,7 +192,9 @@ fn parse_mb1(info: u64, m: &dyn PhysRead) -> Result<BootInfo, BootInfoError> {
         while off + 24 <= len {
             let size = u64::from(read_u32(m, addr + off, "memory map entry size")?);
             if size < 20 {
-                return Err(BootInfoError::Malformed("memory map entry shorter than 20 bytes"));
+                return Err(BootInfoError::Malformed(
+                    "memory map entry shorter than 20 bytes",
+                ));
             }
             let base = read_u64(m, addr + off + 4, "memory map entry")?;
             let rlen = read_u64(m, addr + off + 12, "memory map entry")?;
@@ -186,9 +215,17 @@ fn parse_mb1(info: u64, m: &dyn PhysRead) -> Result<BootInfo, BootInfoError> {
     Ok(bi)
 }
 
-fn push_region(v: &mut Vec<MemRegion>, base: u64, len: u64, kind: u32) -> Result<(), BootInfoError> {
+fn push_region(
+    v: &mut Vec<MemRegion>,
+    base: u64,
+    len: u64,
+    kind: u32,
+) -> Result<(), BootInfoError> {
     if v.len() >= MAX_MMAP_ENTRIES {
-        return Err(BootInfoError::TooMany { what: "memory map entries", count: v.len() as u64 + 1 });
+        return Err(BootInfoError::TooMany {
+            what: "memory map entries",
+            count: v.len() as u64 + 1,
+        });
     }
     if len != 0 && base.checked_add(len).is_some() {
         v.push(MemRegion { base, len, kind });
@@ -197,14 +234,21 @@ fn push_region(v: &mut Vec<MemRegion>, base: u64, len: u64, kind: u32) -> Result
 }
 
 fn parse_mb2(info: u64, m: &dyn PhysRead) -> Result<BootInfo, BootInfoError> {
-    if info % 8 != 0 {
-        return Err(BootInfoError::Malformed("multiboot2 information not 8-byte aligned"));
+    if !info.is_multiple_of(8) {
+        return Err(BootInfoError::Malformed(
+            "multiboot2 information not 8-byte aligned",
+        ));
     }
     let total = u64::from(read_u32(m, info, "multiboot2 total size")?);
     if !(16..=(1 << 20)).contains(&total) {
-        return Err(BootInfoError::Malformed("multiboot2 total size out of range"));
+        return Err(BootInfoError::Malformed(
+            "multiboot2 total size out of range",
+        ));
     }
-    let mut bi = BootInfo { protocol: 2, ..BootInfo::default() };
+    let mut bi = BootInfo {
+        protocol: 2,
+        ..BootInfo::default()
+    };
     let mut off = 8u64;
     while off + 8 <= total {
         let tag = info + off;
@@ -223,7 +267,10 @@ fn parse_mb2(info: u64, m: &dyn PhysRead) -> Result<BootInfo, BootInfoError> {
                     return Err(BootInfoError::Malformed("module tag too short"));
                 }
                 if bi.modules.len() as u32 >= MAX_MODULES {
-                    return Err(BootInfoError::TooMany { what: "modules", count: u64::from(MAX_MODULES) + 1 });
+                    return Err(BootInfoError::TooMany {
+                        what: "modules",
+                        count: u64::from(MAX_MODULES) + 1,
+                    });
                 }
                 let start = u64::from(read_u32(m, tag + 8, "module start")?);
                 let end = u64::from(read_u32(m, tag + 12, "module end")?);
@@ -231,7 +278,11 @@ fn parse_mb2(info: u64, m: &dyn PhysRead) -> Result<BootInfo, BootInfoError> {
                     return Err(BootInfoError::Malformed("module ends before it starts"));
                 }
                 let cmdline = read_cstr(m, tag + 16, (size - 16) as usize, "module string")?;
-                bi.modules.push(BootModule { start, end, cmdline });
+                bi.modules.push(BootModule {
+                    start,
+                    end,
+                    cmdline,
+                });
             }
             6 => {
                 let esize = u64::from(read_u32(m, tag + 8, "memory map entry size")?);
@@ -250,7 +301,10 @@ fn parse_mb2(info: u64, m: &dyn PhysRead) -> Result<BootInfo, BootInfoError> {
             14 | 15 => {
                 let mut buf = alloc::vec![0u8; payload_len.min(64)];
                 if !m.read(tag + 8, &mut buf) {
-                    return Err(BootInfoError::Unreadable { what: "ACPI RSDP", addr: tag + 8 });
+                    return Err(BootInfoError::Unreadable {
+                        what: "ACPI RSDP",
+                        addr: tag + 8,
+                    });
                 }
                 if bi.rsdp.is_none() || ty == 15 {
                     bi.rsdp = Some(buf);
@@ -269,7 +323,11 @@ fn parse_mb2(info: u64, m: &dyn PhysRead) -> Result<BootInfo, BootInfoError> {
 impl BootInfo {
     /// Total bytes of usable RAM in the memory map.
     pub fn ram_bytes(&self) -> u64 {
-        self.memory.iter().filter(|r| r.kind == E820_RAM).map(|r| r.len).sum()
+        self.memory
+            .iter()
+            .filter(|r| r.kind == E820_RAM)
+            .map(|r| r.len)
+            .sum()
     }
 }
 
@@ -281,7 +339,9 @@ mod tests {
     struct Mem(Vec<u8>);
     impl PhysRead for Mem {
         fn read(&self, paddr: u64, buf: &mut [u8]) -> bool {
-            let Ok(start) = usize::try_from(paddr) else { return false };
+            let Ok(start) = usize::try_from(paddr) else {
+                return false;
+            };
             match self.0.get(start..start.saturating_add(buf.len())) {
                 Some(src) if src.len() == buf.len() => {
                     buf.copy_from_slice(src);
@@ -320,7 +380,10 @@ mod tests {
         m.put(0x2200, b"vmlinuz console=hvc0\0");
         m.u32(0x1000 + 44, 48);
         m.u32(0x1000 + 48, 0x2300);
-        for (i, (base, len, kind)) in [(0u64, 0x9fc00u64, 1u32), (0x100000, 0x1ff00000, 1)].iter().enumerate() {
+        for (i, (base, len, kind)) in [(0u64, 0x9fc00u64, 1u32), (0x100000, 0x1ff00000, 1)]
+            .iter()
+            .enumerate()
+        {
             let e = 0x2300 + i * 24;
             m.u32(e, 20);
             m.u64(e + 4, *base);
@@ -338,7 +401,14 @@ mod tests {
         let bi = parse(MULTIBOOT1_MAGIC, 0x1000, &m).unwrap();
         assert_eq!(bi.cmdline, "/xen console=com1 dom0_mem=64M");
         assert_eq!(bi.modules.len(), 2);
-        assert_eq!(bi.modules[0], BootModule { start: 0x100000, end: 0x180000, cmdline: "vmlinuz console=hvc0".into() });
+        assert_eq!(
+            bi.modules[0],
+            BootModule {
+                start: 0x100000,
+                end: 0x180000,
+                cmdline: "vmlinuz console=hvc0".into()
+            }
+        );
         assert_eq!(bi.modules[1].cmdline, "");
         assert_eq!(bi.memory.len(), 2);
         assert_eq!(bi.ram_bytes(), 0x9fc00 + 0x1ff00000);
@@ -349,14 +419,26 @@ mod tests {
     fn multiboot1_bad_pointers_are_errors() {
         let mut m = mb1_image();
         m.u32(0x1000 + 24, 0xffff_0000);
-        assert!(matches!(parse(MULTIBOOT1_MAGIC, 0x1000, &m), Err(BootInfoError::Unreadable { .. })));
+        assert!(matches!(
+            parse(MULTIBOOT1_MAGIC, 0x1000, &m),
+            Err(BootInfoError::Unreadable { .. })
+        ));
         let mut m = mb1_image();
         m.u32(0x1000 + 20, 100_000);
-        assert!(matches!(parse(MULTIBOOT1_MAGIC, 0x1000, &m), Err(BootInfoError::TooMany { .. })));
+        assert!(matches!(
+            parse(MULTIBOOT1_MAGIC, 0x1000, &m),
+            Err(BootInfoError::TooMany { .. })
+        ));
         let mut m = mb1_image();
         m.u32(0x2300, 4);
-        assert!(matches!(parse(MULTIBOOT1_MAGIC, 0x1000, &m), Err(BootInfoError::Malformed(_))));
-        assert!(matches!(parse(0x1234, 0x1000, &m), Err(BootInfoError::BadMagic(0x1234))));
+        assert!(matches!(
+            parse(MULTIBOOT1_MAGIC, 0x1000, &m),
+            Err(BootInfoError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse(0x1234, 0x1000, &m),
+            Err(BootInfoError::BadMagic(0x1234))
+        ));
     }
 
     #[test]
@@ -380,7 +462,11 @@ mod tests {
         let mut mmap = Vec::new();
         mmap.extend_from_slice(&24u32.to_le_bytes());
         mmap.extend_from_slice(&0u32.to_le_bytes());
-        for (b, l, k) in [(0u64, 0x9f000u64, 1u32), (0x100000, 0x7f00000, 1), (0xfee00000, 0x1000, 2)] {
+        for (b, l, k) in [
+            (0u64, 0x9f000u64, 1u32),
+            (0x100000, 0x7f00000, 1),
+            (0xfee00000, 0x1000, 2),
+        ] {
             mmap.extend_from_slice(&b.to_le_bytes());
             mmap.extend_from_slice(&l.to_le_bytes());
             mmap.extend_from_slice(&k.to_le_bytes());
@@ -392,12 +478,22 @@ mod tests {
         m.u32(base, off as u32);
         let bi = parse(MULTIBOOT2_MAGIC, base as u64, &m).unwrap();
         assert_eq!(bi.cmdline, "xen.gz loglvl=all");
-        assert_eq!(bi.modules, [BootModule { start: 0x200000, end: 0x280000, cmdline: "kernel".into() }]);
+        assert_eq!(
+            bi.modules,
+            [BootModule {
+                start: 0x200000,
+                end: 0x280000,
+                cmdline: "kernel".into()
+            }]
+        );
         assert_eq!(bi.memory.len(), 3);
         assert_eq!(bi.ram_bytes(), 0x9f000 + 0x7f00000);
         assert!(bi.rsdp.as_ref().unwrap().starts_with(b"RSD PTR "));
         // A tag claiming to run past the end is rejected.
         m.u32(base + 8 + 4, 0x10000);
-        assert!(matches!(parse(MULTIBOOT2_MAGIC, base as u64, &m), Err(BootInfoError::Malformed(_))));
+        assert!(matches!(
+            parse(MULTIBOOT2_MAGIC, base as u64, &m),
+            Err(BootInfoError::Malformed(_))
+        ));
     }
 }

@@ -127,12 +127,16 @@ impl Default for CmdLine {
 
 /// Parses a size with Xen's units: K/M/G/T/B suffix, kilobytes when none is given.
 pub fn parse_size(s: &str) -> Option<u64> {
-    let (digits_end, radix_ok): (usize, fn(char) -> bool) = if s.starts_with("0x") || s.starts_with("0X") {
-        (2, |c: char| c.is_ascii_hexdigit())
-    } else {
-        (0, |c: char| c.is_ascii_digit())
-    };
-    let digits_end = digits_end + s[digits_end..].find(|c: char| !radix_ok(c)).unwrap_or(s.len() - digits_end);
+    let (digits_end, radix_ok): (usize, fn(char) -> bool) =
+        if s.starts_with("0x") || s.starts_with("0X") {
+            (2, |c: char| c.is_ascii_hexdigit())
+        } else {
+            (0, |c: char| c.is_ascii_digit())
+        };
+    let digits_end = digits_end
+        + s[digits_end..]
+            .find(|c: char| !radix_ok(c))
+            .unwrap_or(s.len() - digits_end);
     let (num, unit) = s.split_at(digits_end);
     let value = parse_int(num)?;
     let shift = match unit {
@@ -216,7 +220,10 @@ impl CmdLine {
                 Some((k, v)) => (k, Some(v)),
                 None => (tok, None),
             };
-            let key_norm: String = key.chars().map(|ch| if ch == '-' { '_' } else { ch }).collect();
+            let key_norm: String = key
+                .chars()
+                .map(|ch| if ch == '-' { '_' } else { ch })
+                .collect();
             let mut bad = |why: &'static str| c.invalid.push((String::from(tok), why));
             match (key_norm.as_str(), value) {
                 ("console", Some(v)) => {
@@ -263,7 +270,9 @@ impl CmdLine {
                 },
                 ("dom0_mem", Some(v)) => match parse_dom0_mem(v) {
                     Some(spec) => c.dom0_mem = spec,
-                    None => bad("expected <size>, min:<size> or max:<size> (units K, M, G, T or %)"),
+                    None => {
+                        bad("expected <size>, min:<size> or max:<size> (units K, M, G, T or %)")
+                    }
                 },
                 ("dom0_max_vcpus", Some(v)) => {
                     let parsed = match v.split_once('-') {
@@ -392,7 +401,10 @@ mod tests {
 
     #[test]
     fn image_name_is_stripped() {
-        assert_eq!(strip_image_name("/boot/xen.gz console=com1"), "console=com1");
+        assert_eq!(
+            strip_image_name("/boot/xen.gz console=com1"),
+            "console=com1"
+        );
         assert_eq!(strip_image_name("console=com1 x"), "console=com1 x");
         assert_eq!(strip_image_name("xenolith"), "");
         assert_eq!(strip_image_name(""), "");

@@ -20,7 +20,13 @@ fn overlaps(a: &Range<u64>, b: &Range<u64>) -> bool {
 /// Finds `bytes` of RAM, aligned to `align`, below `limit`, that overlap no reserved range.
 /// The highest such place is chosen so low memory stays free for devices and guests that
 /// need it. Used to bootstrap the heap before the allocator exists.
-pub fn carve(ram: &[MemRegion], reserved: &[Range<u64>], bytes: u64, align: u64, limit: u64) -> Option<u64> {
+pub fn carve(
+    ram: &[MemRegion],
+    reserved: &[Range<u64>],
+    bytes: u64,
+    align: u64,
+    limit: u64,
+) -> Option<u64> {
     let align = align.max(PAGE_SIZE);
     let mut best: Option<u64> = None;
     for r in ram.iter().filter(|r| r.kind == E820_RAM) {
@@ -28,9 +34,16 @@ pub fn carve(ram: &[MemRegion], reserved: &[Range<u64>], bytes: u64, align: u64,
         let end = r.base.saturating_add(r.len).min(limit);
         // Candidate ends: the region end and the start of every reserved range inside it.
         let mut ends: Vec<u64> = vec![end];
-        ends.extend(reserved.iter().map(|x| x.start).filter(|&s| s > start && s <= end));
+        ends.extend(
+            reserved
+                .iter()
+                .map(|x| x.start)
+                .filter(|&s| s > start && s <= end),
+        );
         for cand_end in ends {
-            let Some(base) = cand_end.checked_sub(bytes) else { continue };
+            let Some(base) = cand_end.checked_sub(bytes) else {
+                continue;
+            };
             let base = base & !(align - 1);
             if base < start || base < (1 << 20) {
                 continue;
@@ -70,7 +83,12 @@ impl FrameAllocator {
             .map(|r| r.base.saturating_add(r.len) / PAGE_SIZE)
             .max()
             .unwrap_or(0);
-        let mut a = FrameAllocator { free_map: vec![0; max_pfn.div_ceil(64) as usize], max_pfn, free: 0, hint: 0 };
+        let mut a = FrameAllocator {
+            free_map: vec![0; max_pfn.div_ceil(64) as usize],
+            max_pfn,
+            free: 0,
+            hint: 0,
+        };
         for r in ram.iter().filter(|r| r.kind == E820_RAM) {
             let first = r.base.div_ceil(PAGE_SIZE).max((1 << 20) / PAGE_SIZE);
             let last = r.base.saturating_add(r.len) / PAGE_SIZE;
@@ -86,7 +104,9 @@ impl FrameAllocator {
     }
 
     fn is_free(&self, pfn: u64) -> bool {
-        self.free_map.get((pfn / 64) as usize).is_some_and(|w| w & (1 << (pfn % 64)) != 0)
+        self.free_map
+            .get((pfn / 64) as usize)
+            .is_some_and(|w| w & (1 << (pfn % 64)) != 0)
     }
 
     fn set(&mut self, pfn: u64, free: bool) {
@@ -175,15 +195,28 @@ impl FrameAllocator {
 }
 
 #[cfg(test)]
+#[allow(clippy::single_range_in_vec_init)]
 mod tests {
     use super::*;
     use crate::bootinfo::E820_RESERVED;
 
     fn map() -> Vec<MemRegion> {
         vec![
-            MemRegion { base: 0, len: 0x9fc00, kind: E820_RAM },
-            MemRegion { base: 0xf0000, len: 0x10000, kind: E820_RESERVED },
-            MemRegion { base: 0x100000, len: 0x3ff000, kind: E820_RAM }, // up to 0x4ff000
+            MemRegion {
+                base: 0,
+                len: 0x9fc00,
+                kind: E820_RAM,
+            },
+            MemRegion {
+                base: 0xf0000,
+                len: 0x10000,
+                kind: E820_RESERVED,
+            },
+            MemRegion {
+                base: 0x100000,
+                len: 0x3ff000,
+                kind: E820_RAM,
+            }, // up to 0x4ff000
         ]
     }
 

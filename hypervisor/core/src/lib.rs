@@ -3,3 +3,9 @@
 #![forbid(unsafe_code)]
 
 extern crate alloc;
+
+pub mod bootinfo;
+pub mod cmdline;
+pub mod frames;
+pub mod layout;
+pub mod loader;

@@ -32,11 +32,6 @@ pub fn set_levels(hyp: LogLevel, guest: LogLevel) {
     GUEST_LEVEL.store(guest as u8, Ordering::Relaxed);
 }
 
-/// Whether a guest's messages at `level` are printed.
-pub fn guest_level_enabled(level: LogLevel) -> bool {
-    level as u8 <= GUEST_LEVEL.load(Ordering::Relaxed)
-}
-
 fn put_byte(b: u8) {
     let base = PORT.load(Ordering::Relaxed);
     if base == 0 {

@@ -131,19 +131,34 @@ pub fn init_bsp(stack: &Stack) {
             *e = gate(crate::entry::stub_address(v as u8), dpl, ist);
         }
 
-        lgdt(&DescriptorTablePointer { limit: (GDT_ENTRIES * 8 - 1) as u16, base: gdt as u64 });
+        lgdt(&DescriptorTablePointer {
+            limit: (GDT_ENTRIES * 8 - 1) as u16,
+            base: gdt as u64,
+        });
         crate::entry::reload_segments(HYPERVISOR_CS, HYPERVISOR_DS);
         ltr(TSS_SELECTOR);
-        lidt(&DescriptorTablePointer { limit: (256 * 16 - 1) as u16, base: IDT.0.get() as u64 });
+        lidt(&DescriptorTablePointer {
+            limit: (256 * 16 - 1) as u16,
+            base: IDT.0.get() as u64,
+        });
 
         // SYSCALL: kernel CS/SS from 0xe008; SYSRET to 0xe033/0xe02b.
-        wrmsr(Msr::Star, (u64::from(FLAT_RING3_CS32) << 48) | (u64::from(HYPERVISOR_CS) << 32));
+        wrmsr(
+            Msr::Star,
+            (u64::from(FLAT_RING3_CS32) << 48) | (u64::from(HYPERVISOR_CS) << 32),
+        );
         wrmsr(Msr::Lstar, crate::entry::syscall_entry_address());
         wrmsr(Msr::Cstar, crate::entry::syscall_entry_address());
         // Clear AC, VM, RF, NT, DF, IF, TF on entry (Xen's mask).
-        wrmsr(Msr::Sfmask, (1 << 18) | (1 << 17) | (1 << 16) | (1 << 14) | (1 << 10) | (1 << 9) | (1 << 8));
+        wrmsr(
+            Msr::Sfmask,
+            (1 << 18) | (1 << 17) | (1 << 16) | (1 << 14) | (1 << 10) | (1 << 9) | (1 << 8),
+        );
         wrmsr(Msr::SysenterCs, 0);
         let efer = rdmsr(Msr::Efer);
-        wrmsr(Msr::Efer, efer | xenolith_arch::msr::efer::SCE | xenolith_arch::msr::efer::NXE);
+        wrmsr(
+            Msr::Efer,
+            efer | xenolith_arch::msr::efer::SCE | xenolith_arch::msr::efer::NXE,
+        );
     }
 }

@@ -41,21 +41,9 @@ fn module_bytes(m: &BootModule) -> Result<&'static [u8], BuildError> {
     }
     // SAFETY: the module's range was reserved from the frame allocator at boot, is mapped in
     // the direct map (checked above) and is never written while dom0 is built.
-    Ok(unsafe { core::slice::from_raw_parts(crate::mm::phys_to_virt(m.start) as *const u8, len as usize) })
-}
-
-/// Fills a hypercall page: 32-byte slots of `push rcx; push r11; mov eax, N; syscall;
-/// pop r11; pop rcx; ret`, slot 23 (iret) pushing rax and never returning; int3 elsewhere.
-pub fn write_hypercall_page(page: &mut [u8; 4096]) {
-    page.fill(0xcc);
-    for (i, slot) in page.chunks_exact_mut(32).enumerate() {
-        let n = (i as u32).to_le_bytes();
-        if i == xen_abi::hypercall::IRET as usize {
-            slot[..11].copy_from_slice(&[0x51, 0x41, 0x53, 0x50, 0xb8, n[0], n[1], n[2], n[3], 0x0f, 0x05]);
-        } else {
-            slot[..14].copy_from_slice(&[0x51, 0x41, 0x53, 0xb8, n[0], n[1], n[2], n[3], 0x0f, 0x05, 0x41, 0x5b, 0x59, 0xc3]);
-        }
-    }
+    Ok(unsafe {
+        core::slice::from_raw_parts(crate::mm::phys_to_virt(m.start) as *const u8, len as usize)
+    })
 }
 
 /// Builds dom0 from the first boot module (kernel) and the optional second (initrd).
@@ -69,7 +57,9 @@ pub fn build(cmd: &CmdLine, bi: &BootInfo) -> Result<Box<Domain>, BuildError> {
         None => None,
     };
     let (_, heap_free) = crate::heap::stats();
-    let limits = Limits { max_image_bytes: (heap_free / 2).min(Limits::DEFAULT_MAX_IMAGE_BYTES) };
+    let limits = Limits {
+        max_image_bytes: (heap_free / 2).min(Limits::DEFAULT_MAX_IMAGE_BYTES),
+    };
     let image = match loader::parse(kbytes, &limits) {
         Ok(i) => i,
         Err(e) => fail!("dom0 kernel ({} bytes): {e}", kbytes.len()),
@@ -109,7 +99,9 @@ pub fn build(cmd: &CmdLine, bi: &BootInfo) -> Result<Box<Domain>, BuildError> {
 
     // Memory.
     let free_bytes = crate::mm::free_frames() * 4096;
-    let want = cmd.dom0_mem.resolve(bi.ram_bytes(), free_bytes.saturating_sub(16 << 20));
+    let want = cmd
+        .dom0_mem
+        .resolve(bi.ram_bytes(), free_bytes.saturating_sub(16 << 20));
     let nr_pages = want / 4096;
     let initrd_len = initrd.map_or(0, |b| b.len() as u64);
     let req = LayoutRequest {
@@ -210,7 +202,10 @@ pub fn build(cmd: &CmdLine, bi: &BootInfo) -> Result<Box<Domain>, BuildError> {
     let mut next_pt = pt_first_pfn;
     let mut take_pt = |dom: &mut Domain| -> Result<u64, BuildError> {
         if next_pt >= pt_end_pfn {
-            fail!("internal: bootstrap page tables exceed the {} reserved frames", lay.nr_pt_frames);
+            fail!(
+                "internal: bootstrap page tables exceed the {} reserved frames",
+                lay.nr_pt_frames
+            );
         }
         let mfn = p2m[next_pt as usize];
         next_pt += 1;
@@ -235,7 +230,8 @@ pub fn build(cmd: &CmdLine, bi: &BootInfo) -> Result<Box<Domain>, BuildError> {
             };
         }
         let mfn = p2m[pfn as usize];
-        let mut leaf = (mfn << 12) | pte::PRESENT | pte::ACCESSED | pte::USER | (1 << 52);
+        let mut leaf =
+            (mfn << 12) | pte::PRESENT | pte::ACCESSED | pte::DIRTY | pte::USER | (1 << 52);
         if !(pt_first_pfn..pt_end_pfn).contains(&pfn) {
             leaf |= pte::RW;
         }
@@ -244,11 +240,14 @@ pub fn build(cmd: &CmdLine, bi: &BootInfo) -> Result<Box<Domain>, BuildError> {
     crate::mm::install_hypervisor_slots(frame_table(l4));
 
     // shared_info.
-    let Some(si_mfn) = alloc_frame() else { fail!("out of memory for shared_info") };
+    let Some(si_mfn) = alloc_frame() else {
+        fail!("out of memory for shared_info")
+    };
     dom.shared_info_mfn = si_mfn;
     {
-        let si = xen_abi::shared_info::SharedInfo::mut_from_bytes(&mut frame_bytes(si_mfn)[..0xc40])
-            .map_err(|_| BuildError("shared_info layout".into()))?;
+        let si =
+            xen_abi::shared_info::SharedInfo::mut_from_bytes(&mut frame_bytes(si_mfn)[..0xc40])
+                .map_err(|_| BuildError("shared_info layout".into()))?;
         for vi in si.vcpu_info.iter_mut() {
             vi.evtchn_upcall_mask = 1;
         }
@@ -266,6 +265,8 @@ pub fn build(cmd: &CmdLine, bi: &BootInfo) -> Result<Box<Domain>, BuildError> {
     si.nr_pt_frames = lay.nr_pt_frames;
     si.mfn_list = lay.p2m.start;
     si.mod_start = mod_start;
+    // Xen reports the first pfn past the initial mapping even without an INIT_P2M note.
+    si.first_p2m_pfn = lay.initial_pages();
     si.mod_len = mod_len;
     let kcmd = strip_image_name(&kmod.cmdline);
     let n = kcmd.len().min(si.cmd_line.len() - 1);
@@ -273,7 +274,7 @@ pub fn build(cmd: &CmdLine, bi: &BootInfo) -> Result<Box<Domain>, BuildError> {
     write_va(lay.start_info, si.as_bytes());
 
     if let Some(hp) = info.hypercall_page {
-        write_hypercall_page(page_of(hp & !0xfff));
+        xen_abi::hypercall::fill_hypercall_page(page_of(hp & !0xfff));
     }
 
     // vCPU 0.
@@ -291,6 +292,11 @@ pub fn build(cmd: &CmdLine, bi: &BootInfo) -> Result<Box<Domain>, BuildError> {
     v.kernel_ss = u64::from(crate::cpu::FLAT_RING3_DS);
     v.kernel_sp = lay.initial_rsp();
     dom.vcpus.push(v);
-    crate::info!("dom0: entry {:#x}, start_info {:#x}, stack {:#x}", info.entry, lay.start_info, lay.initial_rsp());
+    crate::info!(
+        "dom0: entry {:#x}, start_info {:#x}, stack {:#x}",
+        info.entry,
+        lay.start_info,
+        lay.initial_rsp()
+    );
     Ok(dom)
 }

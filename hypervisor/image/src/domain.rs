@@ -54,8 +54,6 @@ pub struct Vcpu {
     pub vcpu_info_maddr: u64,
     /// Virtual CR0.TS.
     pub virtual_ts: bool,
-    /// Virtual IOPL (0-3).
-    pub iopl: u8,
 }
 
 impl Vcpu {
@@ -81,7 +79,6 @@ impl Vcpu {
             gs_base_user: 0,
             vcpu_info_maddr,
             virtual_ts: false,
-            iopl: 0,
         }
     }
 

@@ -13,7 +13,7 @@ use crate::mm::{frame_bytes, frame_table, pte};
 /// Whether a guest pointer may be dereferenced on the guest's behalf (canonical, not in the
 /// hypervisor's reserved range).
 pub fn addr_ok(va: u64) -> bool {
-    va < (1 << 47) || va >= xen_abi::layout::HYPERVISOR_VIRT_END
+    !((1 << 47)..xen_abi::layout::HYPERVISOR_VIRT_END).contains(&va)
 }
 
 /// A view of one domain's memory through a root page table.
@@ -95,12 +95,5 @@ impl<'a> GuestMem<'a> {
     /// Writes a plain-data value.
     pub fn write_obj<T: IntoBytes + Immutable>(&self, va: u64, v: &T) -> Result<(), Errno> {
         self.write(va, v.as_bytes())
-    }
-
-    /// Reads a u64.
-    pub fn read_u64(&self, va: u64) -> Result<u64, Errno> {
-        let mut b = [0u8; 8];
-        self.read(va, &mut b)?;
-        Ok(u64::from_le_bytes(b))
     }
 }

@@ -40,7 +40,10 @@ pub fn init_bootstrap() {
     let mut h = HEAP.0.lock();
     if !h.ready {
         // SAFETY: the arena is a static, exclusively owned by this heap from now on.
-        unsafe { h.bootstrap.init(BOOTSTRAP.0.get().cast::<u8>(), BOOTSTRAP_SIZE) };
+        unsafe {
+            h.bootstrap
+                .init(BOOTSTRAP.0.get().cast::<u8>(), BOOTSTRAP_SIZE)
+        };
         h.ready = true;
     }
 }
@@ -59,7 +62,10 @@ pub unsafe fn add_region(start: usize, size: usize) {
 /// (used, free) bytes of the main heap.
 pub fn stats() -> (usize, usize) {
     let h = HEAP.0.lock();
-    (h.main.used() + h.bootstrap.used(), h.main.free() + h.bootstrap.free())
+    (
+        h.main.used() + h.bootstrap.used(),
+        h.main.free() + h.bootstrap.free(),
+    )
 }
 
 // SAFETY: allocation is serialised by the mutex; blocks are freed into the arena that owns
@@ -72,7 +78,9 @@ unsafe impl GlobalAlloc for HypervisorHeap {
                 return p.as_ptr();
             }
         }
-        h.bootstrap.allocate_first_fit(layout).map_or(core::ptr::null_mut(), |p| p.as_ptr())
+        h.bootstrap
+            .allocate_first_fit(layout)
+            .map_or(core::ptr::null_mut(), |p| p.as_ptr())
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {

@@ -39,8 +39,18 @@ pub type Handler = fn(&mut Ctx<'_>, [u64; 5]) -> Outcome;
 /// One entry of the table.
 #[derive(Clone, Copy)]
 pub struct Hypercall {
+    /// Xen's name for it (`__HYPERVISOR_<name>`), for reports.
     pub name: &'static str,
     pub handler: Handler,
+}
+
+/// The name of a hypercall this hypervisor implements.
+pub fn implemented(nr: u64) -> Option<&'static str> {
+    TABLE
+        .get(usize::try_from(nr).ok()?)
+        .copied()
+        .flatten()
+        .map(|h| h.name)
 }
 
 /// Number of table slots (the hypercall page has 128).
@@ -51,19 +61,38 @@ const fn table() -> [Option<Hypercall>; NR_HYPERCALLS] {
     let mut t: [Option<Hypercall>; NR_HYPERCALLS] = [None; NR_HYPERCALLS];
     macro_rules! hc {
         ($nr:expr, $name:literal, $h:path) => {
-            t[$nr as usize] = Some(Hypercall { name: $name, handler: $h });
+            t[$nr as usize] = Some(Hypercall {
+                name: $name,
+                handler: $h,
+            });
         };
     }
-    hc!(nr::SET_TRAP_TABLE, "set_trap_table", crate::pv::set_trap_table);
+    hc!(
+        nr::SET_TRAP_TABLE,
+        "set_trap_table",
+        crate::pv::set_trap_table
+    );
     hc!(nr::STACK_SWITCH, "stack_switch", crate::pv::stack_switch);
-    hc!(nr::FPU_TASKSWITCH, "fpu_taskswitch", crate::pv::fpu_taskswitch);
+    hc!(
+        nr::FPU_TASKSWITCH,
+        "fpu_taskswitch",
+        crate::pv::fpu_taskswitch
+    );
     hc!(nr::MEMORY_OP, "memory_op", crate::pv::memory_op);
-    hc!(nr::UPDATE_VA_MAPPING, "update_va_mapping", crate::pv::update_va_mapping);
+    hc!(
+        nr::UPDATE_VA_MAPPING,
+        "update_va_mapping",
+        crate::pv::update_va_mapping
+    );
     hc!(nr::XEN_VERSION, "xen_version", crate::pv::xen_version);
     hc!(nr::CONSOLE_IO, "console_io", crate::pv::console_io);
     hc!(nr::VM_ASSIST, "vm_assist", crate::pv::vm_assist);
     hc!(nr::IRET, "iret", crate::pv::iret);
-    hc!(nr::SET_SEGMENT_BASE, "set_segment_base", crate::pv::set_segment_base);
+    hc!(
+        nr::SET_SEGMENT_BASE,
+        "set_segment_base",
+        crate::pv::set_segment_base
+    );
     hc!(nr::SCHED_OP, "sched_op", crate::pv::sched_op);
     hc!(nr::CALLBACK_OP, "callback_op", crate::pv::callback_op);
     t
@@ -76,15 +105,39 @@ pub static TABLE: [Option<Hypercall>; NR_HYPERCALLS] = table();
 pub fn dispatch(dom: &mut Domain, vcpu: usize, regs: &mut GuestRegs) {
     let nr = regs.rax;
     let args = [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8];
-    let entry = usize::try_from(nr).ok().and_then(|n| TABLE.get(n)).copied().flatten();
+    let entry = usize::try_from(nr)
+        .ok()
+        .and_then(|n| TABLE.get(n))
+        .copied()
+        .flatten();
     let outcome = match entry {
         Some(h) => (h.handler)(&mut Ctx { dom, vcpu, regs }, args),
-        None => Outcome::Done(Err(Errno::ENOSYS)),
+        None => {
+            note_unimplemented(dom.id, nr);
+            Outcome::Done(Err(Errno::ENOSYS))
+        }
     };
     match outcome {
         Outcome::Done(Ok(v)) => regs.rax = v,
         Outcome::Done(Err(e)) => regs.rax = e.as_ret() as u64,
         Outcome::Continue => regs.rip = regs.rip.wrapping_sub(2),
         Outcome::NoReturn => {}
+    }
+}
+
+/// Logs (at debug level, once per number) that a guest asked for a hypercall that is not built.
+fn note_unimplemented(domid: u16, nr: u64) {
+    use core::sync::atomic::{AtomicU64, Ordering};
+    static SEEN: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
+    static OTHERS: AtomicU64 = AtomicU64::new(0);
+    let first = match usize::try_from(nr) {
+        Ok(n) if n < 128 => {
+            SEEN[n / 64].fetch_or(1 << (n % 64), Ordering::Relaxed) & (1 << (n % 64)) == 0
+        }
+        _ => OTHERS.fetch_add(1, Ordering::Relaxed) == 0,
+    };
+    if first {
+        let name = xen_abi::hypercall::name(nr).unwrap_or("unknown");
+        crate::debug!("d{domid}: hypercall {nr} ({name}) is not implemented: -ENOSYS");
     }
 }

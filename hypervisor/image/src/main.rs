@@ -82,7 +82,10 @@ pub extern "C" fn rust_start(magic: u32, info: u32) -> ! {
 }
 
 fn boot(cmd: &CmdLine, bi: &BootInfo) -> ! {
-    info!("Xenolith {} (Xen 4.17 PV ABI), a Xen-compatible hypervisor", env!("CARGO_PKG_VERSION"));
+    info!(
+        "Xenolith {} (Xen 4.17 PV ABI), a Xen-compatible hypervisor",
+        env!("CARGO_PKG_VERSION")
+    );
     info!("Command line: {}", boot_cmdline());
     for opt in &cmd.unknown {
         warn!("parameter \"{opt}\" unknown!");
@@ -111,7 +114,13 @@ fn boot(cmd: &CmdLine, bi: &BootInfo) -> ! {
     }
     let ram = bi.ram_bytes();
     let heap_size = (ram / 4).clamp(16 << 20, 256 << 20) & !0xfffff;
-    let Some(heap_base) = carve(&bi.memory, &reserved, heap_size, 2 << 20, mm::BOOT_DIRECTMAP_LIMIT) else {
+    let Some(heap_base) = carve(
+        &bi.memory,
+        &reserved,
+        heap_size,
+        2 << 20,
+        mm::BOOT_DIRECTMAP_LIMIT,
+    ) else {
         fatal("not enough memory for the hypervisor heap");
     };
     // SAFETY: the carved range is RAM outside every reserved range, mapped by the direct map,
@@ -144,6 +153,8 @@ fn boot(cmd: &CmdLine, bi: &BootInfo) -> ! {
     }
 
     cpu::init_bsp(&percpu::BSP_STACK);
+    let names: alloc::vec::Vec<&str> = (0..64).filter_map(hypercall::implemented).collect();
+    debug!("Hypercalls implemented: {}", names.join(" "));
     time::init();
 
     let dom = match dom0::build(cmd, bi) {
@@ -153,7 +164,10 @@ fn boot(cmd: &CmdLine, bi: &BootInfo) -> ! {
             fatal("Could not set up dom0");
         }
     };
-    info!("Scrubbing done; starting dom0 ({} MiB heap in use)", heap::stats().0 >> 20);
+    info!(
+        "Scrubbing done; starting dom0 ({} MiB heap in use)",
+        heap::stats().0 >> 20
+    );
     let v = &dom.vcpus[0] as *const domain::Vcpu;
     *domain::DOM0.lock() = Some(dom);
     // SAFETY: the domain lives in a Box inside DOM0 for the rest of the hypervisor's life,
@@ -197,7 +211,9 @@ pub fn fatal(why: &str) -> ! {
 fn stop() -> ! {
     power::debug_exit(EXIT_HYPERVISOR_FAILURE);
     if NOREBOOT.load(Ordering::Relaxed) {
-        console::force(format_args!("Manual reset required ('noreboot' specified)\n"));
+        console::force(format_args!(
+            "Manual reset required ('noreboot' specified)\n"
+        ));
         xenolith_arch::instr::halt_forever()
     } else {
         console::force(format_args!("Rebooting machine.\n"));
@@ -214,14 +230,40 @@ pub fn fatal_frame(why: &str, r: &GuestRegs) -> ! {
         r.vector,
         r.error_code
     ));
-    console::force(format_args!("RIP: {:04x}:{:016x} RFLAGS: {:016x}\n", r.cs, r.rip, r.rflags));
-    console::force(format_args!("RSP: {:04x}:{:016x} CR2: {:016x}\n", r.ss, r.rsp, xenolith_arch::instr::read_cr2()));
-    console::force(format_args!("RAX: {:016x} RBX: {:016x} RCX: {:016x}\n", r.rax, r.rbx, r.rcx));
-    console::force(format_args!("RDX: {:016x} RSI: {:016x} RDI: {:016x}\n", r.rdx, r.rsi, r.rdi));
-    console::force(format_args!("RBP: {:016x} R8:  {:016x} R9:  {:016x}\n", r.rbp, r.r8, r.r9));
-    console::force(format_args!("R10: {:016x} R11: {:016x} R12: {:016x}\n", r.r10, r.r11, r.r12));
-    console::force(format_args!("R13: {:016x} R14: {:016x} R15: {:016x}\n", r.r13, r.r14, r.r15));
-    console::force(format_args!("CR3: {:016x}\n", xenolith_arch::instr::read_cr3()));
+    console::force(format_args!(
+        "RIP: {:04x}:{:016x} RFLAGS: {:016x}\n",
+        r.cs, r.rip, r.rflags
+    ));
+    console::force(format_args!(
+        "RSP: {:04x}:{:016x} CR2: {:016x}\n",
+        r.ss,
+        r.rsp,
+        xenolith_arch::instr::read_cr2()
+    ));
+    console::force(format_args!(
+        "RAX: {:016x} RBX: {:016x} RCX: {:016x}\n",
+        r.rax, r.rbx, r.rcx
+    ));
+    console::force(format_args!(
+        "RDX: {:016x} RSI: {:016x} RDI: {:016x}\n",
+        r.rdx, r.rsi, r.rdi
+    ));
+    console::force(format_args!(
+        "RBP: {:016x} R8:  {:016x} R9:  {:016x}\n",
+        r.rbp, r.r8, r.r9
+    ));
+    console::force(format_args!(
+        "R10: {:016x} R11: {:016x} R12: {:016x}\n",
+        r.r10, r.r11, r.r12
+    ));
+    console::force(format_args!(
+        "R13: {:016x} R14: {:016x} R15: {:016x}\n",
+        r.r13, r.r14, r.r15
+    ));
+    console::force(format_args!(
+        "CR3: {:016x}\n",
+        xenolith_arch::instr::read_cr3()
+    ));
     console::force(format_args!("****************************************\n\n"));
     stop()
 }
@@ -234,7 +276,10 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     if let Some(guard) = domain::DOM0.try_lock() {
         if let Some(d) = guard.as_deref() {
             let r = &d.vcpus[0].regs;
-            console::force(format_args!("current: d{} vcpu0 (saved rip {:#x} rsp {:#x})\n", d.id, r.rip, r.rsp));
+            console::force(format_args!(
+                "current: d{} vcpu0 (saved rip {:#x} rsp {:#x})\n",
+                d.id, r.rip, r.rsp
+            ));
         }
     }
     console::force(format_args!("****************************************\n\n"));

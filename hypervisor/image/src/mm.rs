@@ -19,8 +19,6 @@ pub const VIRT_OFFSET: u64 = 0xffff_82d0_4000_0000;
 pub const BOOT_DIRECTMAP_LIMIT: u64 = 4 << 30;
 /// Read-only M2P base (Xen's MACH2PHYS_VIRT_START).
 pub const M2P_VIRT_START: u64 = 0xffff_8000_0000_0000;
-/// End of Xen's read-only M2P area.
-pub const M2P_VIRT_END: u64 = 0xffff_8040_0000_0000;
 /// An M2P entry for a frame that no guest owns.
 pub const INVALID_M2P_ENTRY: u64 = !0;
 
@@ -47,7 +45,10 @@ unsafe extern "C" {
 
 /// Physical range the hypervisor image occupies (including bss).
 pub fn image_range() -> Range<u64> {
-    let (start, end) = (&raw const __image_start_phys as u64, &raw const __image_end as u64);
+    let (start, end) = (
+        &raw const __image_start_phys as u64,
+        &raw const __image_end as u64,
+    );
     start..end - VIRT_OFFSET
 }
 
@@ -62,12 +63,8 @@ pub const fn phys_to_virt(pa: u64) -> u64 {
     DIRECTMAP_BASE + pa
 }
 
-/// Converts an image virtual address to its physical address.
-pub fn image_virt_to_phys(va: u64) -> u64 {
-    va - VIRT_OFFSET
-}
-
-static DIRECTMAP_LIMIT: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(BOOT_DIRECTMAP_LIMIT);
+static DIRECTMAP_LIMIT: core::sync::atomic::AtomicU64 =
+    core::sync::atomic::AtomicU64::new(BOOT_DIRECTMAP_LIMIT);
 
 /// Reads physical memory through the direct map.
 pub struct DirectMap;
@@ -80,7 +77,11 @@ impl PhysRead for DirectMap {
                 // SAFETY: [paddr, end) lies below the direct-map limit, which is mapped
                 // read/write for the hypervisor's whole life.
                 unsafe {
-                    core::ptr::copy_nonoverlapping(phys_to_virt(paddr) as *const u8, buf.as_mut_ptr(), buf.len())
+                    core::ptr::copy_nonoverlapping(
+                        phys_to_virt(paddr) as *const u8,
+                        buf.as_mut_ptr(),
+                        buf.len(),
+                    )
                 };
                 true
             }
@@ -91,7 +92,10 @@ impl PhysRead for DirectMap {
 
 /// A machine frame owned by the hypervisor, viewed through the direct map.
 pub fn frame_bytes(mfn: u64) -> &'static mut [u8; 4096] {
-    assert!(mfn << 12 < DIRECTMAP_LIMIT.load(core::sync::atomic::Ordering::Relaxed), "frame outside direct map");
+    assert!(
+        mfn << 12 < DIRECTMAP_LIMIT.load(core::sync::atomic::Ordering::Relaxed),
+        "frame outside direct map"
+    );
     // SAFETY: the frame is inside the direct map; callers only ask for frames they own
     // (allocated from the frame allocator, or guest frames they hold a reference on), and the
     // hypervisor is single-threaded per frame by construction (interrupts off, one CPU).
@@ -100,7 +104,10 @@ pub fn frame_bytes(mfn: u64) -> &'static mut [u8; 4096] {
 
 /// A frame as a page table of 512 entries.
 pub fn frame_table(mfn: u64) -> &'static mut [u64; 512] {
-    assert!(mfn << 12 < DIRECTMAP_LIMIT.load(core::sync::atomic::Ordering::Relaxed), "frame outside direct map");
+    assert!(
+        mfn << 12 < DIRECTMAP_LIMIT.load(core::sync::atomic::Ordering::Relaxed),
+        "frame outside direct map"
+    );
     // SAFETY: as for `frame_bytes`; a 4 KiB aligned frame is a valid [u64; 512].
     unsafe { &mut *(phys_to_virt(mfn << 12) as *mut [u64; 512]) }
 }
@@ -135,7 +142,10 @@ pub fn free_frame(mfn: u64) {
 
 /// Free frames left.
 pub fn free_frames() -> u64 {
-    FRAMES.lock().as_ref().map_or(0, FrameAllocator::free_frames)
+    FRAMES
+        .lock()
+        .as_ref()
+        .map_or(0, FrameAllocator::free_frames)
 }
 
 /// One past the highest RAM frame.
@@ -187,7 +197,10 @@ pub fn init_m2p(max_pfn: u64) -> Option<()> {
             pte::PRESENT | pte::RW | pte::USER | pte::ACCESSED,
         )?;
     }
-    *M2P.lock() = Some(M2p { base_mfn: base, entries: pages * 512 });
+    *M2P.lock() = Some(M2p {
+        base_mfn: base,
+        entries: pages * 512,
+    });
     Some(())
 }
 
@@ -206,11 +219,6 @@ pub fn get_m2p(mfn: u64) -> u64 {
         Some(m) if mfn < m.entries => frame_table(m.base_mfn + mfn / 512)[(mfn % 512) as usize],
         _ => INVALID_M2P_ENTRY,
     }
-}
-
-/// The highest MFN the M2P covers (for XENMEM_machphys_mapping).
-pub fn m2p_max_mfn() -> u64 {
-    M2P.lock().map_or(0, |m| m.entries.saturating_sub(1))
 }
 
 /// Copies the hypervisor's L4 slots (256-271) from the idle table into a guest L4.

@@ -45,7 +45,7 @@ pub const VECTOR_SYSCALL: u64 = 0x100;
 
 impl GuestRegs {
     /// Whether this frame interrupted a guest (CPL 3) rather than the hypervisor.
-    pub fn from_guest(&self) -> bool {
+    pub fn is_guest(&self) -> bool {
         self.cs & 3 == 3
     }
 }
@@ -65,7 +65,7 @@ pub struct CpuInfo {
 const _: () = assert!(core::mem::size_of::<GuestRegs>() == 22 * 8);
 const _: () = assert!(core::mem::size_of::<CpuInfo>() == CPU_INFO_SIZE);
 const _: () = assert!(core::mem::offset_of!(CpuInfo, regs) == 0);
-const _: () = assert!(core::mem::size_of::<GuestRegs>() % 16 == 0);
+const _: () = assert!(core::mem::size_of::<GuestRegs>().is_multiple_of(16));
 
 /// A per-CPU stack.
 #[repr(C, align(32768))]
@@ -101,6 +101,8 @@ pub static BSP_STACK: Stack = Stack::new();
 pub fn current_cpu_info() -> *mut CpuInfo {
     let rsp: usize;
     // SAFETY: reading RSP has no effect.
-    unsafe { core::arch::asm!("mov {}, rsp", out(reg) rsp, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        core::arch::asm!("mov {}, rsp", out(reg) rsp, options(nomem, nostack, preserves_flags))
+    };
     ((rsp & !(STACK_SIZE - 1)) + STACK_SIZE - CPU_INFO_SIZE) as *mut CpuInfo
 }

@@ -28,7 +28,7 @@ fn checksum_ok(b: &[u8]) -> bool {
 fn find_rsdp() -> Option<u64> {
     let ebda = read_bytes(0x40e, 2).map(|b| u64::from(u16::from_le_bytes([b[0], b[1]])) << 4);
     let mut ranges = alloc::vec![(0xe0000u64, 0x20000usize)];
-    if let Some(e) = ebda.filter(|&e| e >= 0x80000 && e < 0xa0000) {
+    if let Some(e) = ebda.filter(|e| (0x80000..0xa0000).contains(e)) {
         ranges.insert(0, (e, 1024));
     }
     for (base, len) in ranges {
@@ -100,7 +100,11 @@ fn probe() -> Option<Acpi> {
     };
     let mut fadt = None;
     for off in (36..sdt.len()).step_by(entry) {
-        let pa = if entry == 8 { u64_at(&sdt, off)? } else { u64::from(u32_at(&sdt, off)?) };
+        let pa = if entry == 8 {
+            u64_at(&sdt, off)?
+        } else {
+            u64::from(u32_at(&sdt, off)?)
+        };
         if read_bytes(pa, 4).as_deref() == Some(b"FACP") {
             fadt = table(pa);
             break;
@@ -168,4 +172,3 @@ pub fn reboot() -> ! {
     crate::error!("reset did not take effect; halting");
     xenolith_arch::instr::halt_forever()
 }
-

@@ -62,7 +62,9 @@ pub fn console_io(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
         CONSOLEIO_READ => {
             let mut got = 0u64;
             while got < count.min(4096) {
-                let Some(b) = crate::console::read_byte() else { break };
+                let Some(b) = crate::console::read_byte() else {
+                    break;
+                };
                 if let Err(e) = c.mem().write(buf + got, &[b]) {
                     return Err(e).into();
                 }
@@ -104,10 +106,15 @@ pub fn xen_version(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
         }
         3 => put_str(c, "xen-3.0-x86_64", 1024),
         4 => put_str(c, "unavailable", 64),
-        5 => c.mem().write(arg, &xen_abi::layout::HYPERVISOR_VIRT_START.to_le_bytes()).map(|()| 0),
+        5 => c
+            .mem()
+            .write(arg, &xen_abi::layout::HYPERVISOR_VIRT_START.to_le_bytes())
+            .map(|()| 0),
         6 => match c.mem().read_obj::<FeatureInfo>(arg) {
+            // XENFEAT_NR_SUBMAPS is 1.
+            Ok(fi) if fi.submap_idx != 0 => Err(Errno::EINVAL),
             Ok(mut fi) => {
-                fi.submap = if fi.submap_idx == 0 { supported_features(c.dom) } else { 0 };
+                fi.submap = supported_features(c.dom);
                 c.mem().write_obj(arg, &fi).map(|()| 0)
             }
             Err(e) => Err(e),
@@ -136,7 +143,8 @@ pub fn supported_features(dom: &crate::domain::Domain) -> u32 {
 /// assists have no meaning for 64-bit PV guests; Xen accepts them as no-ops and so do we.
 const VMASST_IMPLEMENTED: u64 = (1 << 0) | (1 << 1) | (1 << 3);
 /// VMASST types Xen accepts for 64-bit PV guests.
-const VMASST_VALID_PV64: u64 = (1 << 0) | (1 << 1) | (1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 32);
+const VMASST_VALID_PV64: u64 =
+    (1 << 0) | (1 << 1) | (1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 32);
 
 /// vm_assist(cmd, type).
 pub fn vm_assist(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
@@ -194,8 +202,11 @@ pub fn set_trap_table(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
         if !is_canonical(t.address) {
             return Err(Errno::EINVAL).into();
         }
-        c.dom.vcpus[c.vcpu].trap_ctxt[usize::from(t.vector)] =
-            crate::domain::TrapEntry { flags: t.flags, cs: t.cs | 3, address: t.address };
+        c.dom.vcpus[c.vcpu].trap_ctxt[usize::from(t.vector)] = crate::domain::TrapEntry {
+            flags: t.flags,
+            cs: t.cs | 3,
+            address: t.address,
+        };
         p += 16;
     }
     c.regs.rdi = p;
@@ -223,7 +234,10 @@ pub fn callback_op(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
             if !is_canonical(r.address) {
                 return Err(Errno::EINVAL).into();
             }
-            let cb = crate::domain::Callback { address: r.address, flags: r.flags };
+            let cb = crate::domain::Callback {
+                address: r.address,
+                flags: r.flags,
+            };
             let v = &mut c.dom.vcpus[c.vcpu];
             match r.ty {
                 0 => v.event_callback = cb,
@@ -278,24 +292,31 @@ pub fn set_segment_base(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
         return Err(Errno::EINVAL).into();
     }
     let v = &mut c.dom.vcpus[c.vcpu];
-    // SAFETY (all three): the value is canonical; the hypervisor never uses FS or GS.
-    match which {
+    let msr = match which {
         0 => {
             v.fs_base = base;
-            unsafe { wrmsr(Msr::FsBase, base) };
+            Msr::FsBase
         }
         1 => {
             v.gs_base_user = base;
-            let msr = if v.kernel_mode { Msr::KernelGsBase } else { Msr::GsBase };
-            unsafe { wrmsr(msr, base) };
+            if v.kernel_mode {
+                Msr::KernelGsBase
+            } else {
+                Msr::GsBase
+            }
         }
         2 => {
             v.gs_base_kernel = base;
-            let msr = if v.kernel_mode { Msr::GsBase } else { Msr::KernelGsBase };
-            unsafe { wrmsr(msr, base) };
+            if v.kernel_mode {
+                Msr::GsBase
+            } else {
+                Msr::KernelGsBase
+            }
         }
         _ => return Err(Errno::ENOSYS).into(),
-    }
+    };
+    // SAFETY: the base is canonical (checked above) and the hypervisor never uses FS or GS.
+    unsafe { wrmsr(msr, base) };
     Ok(0).into()
 }
 
@@ -319,7 +340,10 @@ pub fn iret(c: &mut Ctx<'_>, _a: [u64; 5]) -> Outcome {
     }
     if cs & 3 == 3 && c.dom.vcpus[c.vcpu].kernel_mode {
         if c.dom.vcpus[c.vcpu].guest_table_user == 0 {
-            crash(c.dom, "HYPERVISOR_iret to user mode without a user page table");
+            crash(
+                c.dom,
+                "HYPERVISOR_iret to user mode without a user page table",
+            );
             return Outcome::NoReturn;
         }
         toggle_guest_mode(&mut c.dom.vcpus[c.vcpu]);
@@ -353,14 +377,21 @@ pub fn sched_op(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
             // Block: enable event delivery, then wait until an upcall is pending.
             let vi = vcpu_info(&c.dom.vcpus[c.vcpu]);
             vi.evtchn_upcall_mask = 0;
-            while vi.evtchn_upcall_pending == 0 {
+            // The flag is set by event delivery from interrupt context, so read it afresh.
+            // SAFETY: `vi` is a valid reference; a volatile read of a byte has no other effect.
+            while unsafe { core::ptr::read_volatile(&raw const vi.evtchn_upcall_pending) } == 0 {
                 xenolith_arch::instr::sti_hlt_cli();
             }
             Ok(0).into()
         }
         2 => match c.mem().read_obj::<u32>(arg) {
             Ok(reason) => {
-                crate::info!("d{} shutdown: reason {} ({})", c.dom.id, reason, shutdown_name(reason));
+                crate::info!(
+                    "d{} shutdown: reason {} ({})",
+                    c.dom.id,
+                    reason,
+                    shutdown_name(reason)
+                );
                 c.dom.shutdown = Some(crate::domain::Shutdown::Requested(reason));
                 Ok(0).into()
             }
@@ -406,13 +437,19 @@ pub fn memory_op(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
             if domid != 0x7ff0 && domid != c.dom.id {
                 return Err(Errno::ESRCH).into();
             }
-            Ok(if cmd == 3 { c.dom.tot_pages() } else { c.dom.max_pages }).into()
+            Ok(if cmd == 3 {
+                c.dom.tot_pages()
+            } else {
+                c.dom.max_pages
+            })
+            .into()
         }
         12 => {
             let m = MachphysMapping {
                 v_start: xen_abi::layout::MACH2PHYS_VIRT_START,
                 v_end: xen_abi::layout::MACH2PHYS_VIRT_END,
-                max_mfn: xen_abi::layout::MACH2PHYS_NR_ENTRIES - 1,
+                // Xen reports the highest machine frame the M2P describes.
+                max_mfn: crate::mm::max_pfn().saturating_sub(1),
             };
             c.mem().write_obj(arg, &m).map(|()| 0).into()
         }
@@ -423,8 +460,15 @@ pub fn memory_op(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
 // ---- update_va_mapping ----
 
 /// PTE bits a guest may set in an L1 entry (cache attributes only for privileged domains).
-const L1_ALLOWED: u64 =
-    pte::PRESENT | pte::RW | pte::USER | pte::ACCESSED | pte::DIRTY | pte::GLOBAL | (7 << 9) | pte::NX | pte::ADDR_MASK;
+const L1_ALLOWED: u64 = pte::PRESENT
+    | pte::RW
+    | pte::USER
+    | pte::ACCESSED
+    | pte::DIRTY
+    | pte::GLOBAL
+    | (7 << 9)
+    | pte::NX
+    | pte::ADDR_MASK;
 const L1_CACHE: u64 = pte::PWT | pte::PCD | (1 << 7);
 /// Xen's _PAGE_GUEST_KERNEL marker on kernel-only mappings.
 const PAGE_GUEST_KERNEL: u64 = 1 << 52;

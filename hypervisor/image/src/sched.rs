@@ -30,8 +30,22 @@ pub fn enter(v: &Vcpu) -> ! {
     // was built by the domain builder with the hypervisor slots installed.
     unsafe {
         wrmsr(Msr::FsBase, v.fs_base);
-        wrmsr(Msr::GsBase, if v.kernel_mode { v.gs_base_kernel } else { v.gs_base_user });
-        wrmsr(Msr::KernelGsBase, if v.kernel_mode { v.gs_base_user } else { v.gs_base_kernel });
+        wrmsr(
+            Msr::GsBase,
+            if v.kernel_mode {
+                v.gs_base_kernel
+            } else {
+                v.gs_base_user
+            },
+        );
+        wrmsr(
+            Msr::KernelGsBase,
+            if v.kernel_mode {
+                v.gs_base_user
+            } else {
+                v.gs_base_kernel
+            },
+        );
         write_cr3(v.current_root() << 12);
     }
     let info = crate::percpu::current_cpu_info();

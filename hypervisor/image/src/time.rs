@@ -43,7 +43,11 @@ pub fn time_scale(hz: u64) -> (u32, i8) {
 
 fn scale_delta(delta: u64) -> u64 {
     let shift = SHIFT.load(Ordering::Relaxed);
-    let d = if shift >= 0 { delta << shift } else { delta >> (-shift) };
+    let d = if shift >= 0 {
+        delta << shift
+    } else {
+        delta >> (-shift)
+    };
     ((u128::from(d) * u128::from(MUL.load(Ordering::Relaxed))) >> 32) as u64
 }
 
@@ -96,7 +100,13 @@ fn read_rtc() -> u64 {
         }
     }
     let b = cmos(0x0b);
-    let bcd = |v: u8| if b & 4 == 0 { (v & 0x0f) + (v >> 4) * 10 } else { v };
+    let bcd = |v: u8| {
+        if b & 4 == 0 {
+            (v & 0x0f) + (v >> 4) * 10
+        } else {
+            v
+        }
+    };
     let sec = bcd(cmos(0x00));
     let min = bcd(cmos(0x02));
     let hour_raw = cmos(0x04);
@@ -141,7 +151,12 @@ pub fn init() {
     SHIFT.store(i32::from(shift), Ordering::Relaxed);
     let unix = read_rtc();
     BOOT_UNIX_NS.store(unix * 1_000_000_000, Ordering::Relaxed);
-    crate::info!("TSC: {}.{:03} MHz; wallclock {} s since the epoch", hz / 1_000_000, (hz / 1000) % 1000, unix);
+    crate::info!(
+        "TSC: {}.{:03} MHz; wallclock {} s since the epoch",
+        hz / 1_000_000,
+        (hz / 1000) % 1000,
+        unix
+    );
 
     // Mask the legacy PICs: all interrupts come through the local APIC.
     outb(0x21, 0xff);
@@ -150,7 +165,10 @@ pub fn init() {
     LAPIC_BASE.store(apic_base & 0xf_ffff_f000, Ordering::Relaxed);
     lapic_write(APIC_SVR, 0x100 | crate::traps::VECTOR_SPURIOUS as u32);
     lapic_write(APIC_TIMER_DIV, 0b1011);
-    lapic_write(APIC_LVT_TIMER, crate::traps::VECTOR_TIMER as u32 | (1 << 16));
+    lapic_write(
+        APIC_LVT_TIMER,
+        crate::traps::VECTOR_TIMER as u32 | (1 << 16),
+    );
     lapic_write(APIC_TIMER_INIT, u32::MAX);
     let t0 = now_ns();
     while now_ns() - t0 < 1_000_000 {}

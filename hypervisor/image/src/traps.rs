@@ -29,8 +29,8 @@ pub const VECTOR_SPURIOUS: u64 = 0xff;
 /// Exception names for reports.
 pub fn vector_name(v: u64) -> &'static str {
     const NAMES: [&str; 22] = [
-        "#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM", "#DF", "coproc", "#TS", "#NP", "#SS", "#GP", "#PF",
-        "reserved", "#MF", "#AC", "#MC", "#XM", "#VE", "#CP",
+        "#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM", "#DF", "coproc", "#TS", "#NP",
+        "#SS", "#GP", "#PF", "reserved", "#MF", "#AC", "#MC", "#XM", "#VE", "#CP",
     ];
     match v {
         VECTOR_SYSCALL => "syscall",
@@ -56,7 +56,7 @@ pub fn vcpu_info(v: &Vcpu) -> &'static mut VcpuInfo {
 
 /// Entry from the assembly stubs for every exception, interrupt and SYSCALL.
 pub extern "C" fn trap_dispatch(regs: &mut GuestRegs) {
-    if !regs.from_guest() {
+    if !regs.is_guest() {
         hypervisor_trap(regs);
         return;
     }
@@ -90,7 +90,8 @@ pub fn exit_to_guest(dom: &mut Domain, regs: &mut GuestRegs) {
     }
     let v = &mut dom.vcpus[0];
     let vi = vcpu_info(v);
-    if vi.evtchn_upcall_pending != 0 && vi.evtchn_upcall_mask == 0 && v.event_callback.address != 0 {
+    if vi.evtchn_upcall_pending != 0 && vi.evtchn_upcall_mask == 0 && v.event_callback.address != 0
+    {
         let cb = v.event_callback;
         if bounce(dom, regs, cb.address, None, true).is_err() {
             crash(dom, "fault while delivering an event upcall");
@@ -105,7 +106,7 @@ pub fn exit_to_guest(dom: &mut Domain, regs: &mut GuestRegs) {
 
 /// Crashes a domain, logging why. Its vCPUs never run again.
 pub fn crash(dom: &mut Domain, why: &str) {
-    crate::error!("domain {} crashed: {}", dom.id, why);
+    crate::error!("d{}v{} crashed: {}", dom.id, dom.vcpus[0].id, why);
     dom.shutdown = Some(Shutdown::Crashed);
 }
 
@@ -121,7 +122,13 @@ pub fn toggle_guest_mode(v: &mut Vcpu) {
 /// Frame, from the new RSP upward: RCX, R11, [error code], RIP, CS (with the saved event mask
 /// in bits 32-39), RFLAGS, RSP, SS. A fault while writing it is the caller's to handle (Xen
 /// crashes the domain).
-pub fn bounce(dom: &mut Domain, regs: &mut GuestRegs, handler: u64, error_code: Option<u64>, mask: bool) -> Result<(), ()> {
+pub fn bounce(
+    dom: &mut Domain,
+    regs: &mut GuestRegs,
+    handler: u64,
+    error_code: Option<u64>,
+    mask: bool,
+) -> Result<(), ()> {
     let was_kernel = dom.vcpus[0].kernel_mode;
     if !was_kernel {
         toggle_guest_mode(&mut dom.vcpus[0]);
@@ -130,8 +137,13 @@ pub fn bounce(dom: &mut Domain, regs: &mut GuestRegs, handler: u64, error_code: 
     let stack = if was_kernel { regs.rsp } else { v.kernel_sp };
     let vi = vcpu_info(v);
     let saved_mask = u64::from(vi.evtchn_upcall_mask);
-    let cs = if was_kernel { regs.cs & !3 } else { regs.cs | 3 } & 0xffff;
-    let rflags = (regs.rflags & !(RFLAGS_IF | RFLAGS_IOPL)) | if saved_mask == 0 { RFLAGS_IF } else { 0 };
+    let cs = if was_kernel {
+        regs.cs & !3
+    } else {
+        regs.cs | 3
+    } & 0xffff;
+    let rflags =
+        (regs.rflags & !(RFLAGS_IF | RFLAGS_IOPL)) | if saved_mask == 0 { RFLAGS_IF } else { 0 };
     let mut frame = [0u64; 9];
     let mut n = 0;
     frame[n] = regs.rcx;
@@ -181,7 +193,11 @@ pub fn inject(dom: &mut Domain, regs: &mut GuestRegs, vector: u64, error_code: O
         return;
     }
     if bounce(dom, regs, t.address, error_code, t.flags & 4 != 0).is_err() {
-        let msg = alloc::format!("fault writing the {} bounce frame below rsp {:#x}", vector_name(vector), regs.rsp);
+        let msg = alloc::format!(
+            "fault writing the {} bounce frame below rsp {:#x}",
+            vector_name(vector),
+            regs.rsp
+        );
         crash(dom, &msg);
     }
 }
