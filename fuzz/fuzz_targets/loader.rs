@@ -6,6 +6,14 @@ use xenolith_core::layout::{self, LayoutRequest};
 use xenolith_core::loader::{self, Limits};
 
 fuzz_target!(|data: &[u8]| {
+    // A small limit, derived from the input, exercises the limit checks of every decoder.
+    let small = Limits {
+        max_image_bytes: data.len().wrapping_mul(7) % 8192,
+    };
+    if let Ok(image) = loader::parse(data, &small) {
+        assert!(image.elf().len() <= small.max_image_bytes);
+    }
+
     let limits = Limits {
         max_image_bytes: 64 << 20,
     };

@@ -20,6 +20,8 @@ commands:
   run [GUEST]      boot Xenolith under QEMU with a guest (default: hello) and show the console
   run-xen [GUEST]  the same guest on Debian's Xen 4.17, for comparison
   test             every test: host unit tests, clippy, and test guests on Xenolith and Xen 4.17
+  try [--xen|--both] GUEST [ARGS...]
+                   boot one test guest headless (default on Xenolith), print its console and verdict
 ";
 
 fn main() -> Result<()> {
@@ -50,6 +52,11 @@ fn main() -> Result<()> {
             deps::ensure_build()?;
             deps::ensure_qemu()?;
             tests::run_all()?;
+        }
+        "try" => {
+            deps::ensure_build()?;
+            deps::ensure_qemu()?;
+            tests::try_guest(&args[1..])?;
         }
         "help" | "-h" | "--help" => print!("{USAGE}"),
         other => bail!("unknown command {other:?}\n{USAGE}"),

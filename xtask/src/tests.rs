@@ -39,9 +39,11 @@ pub struct GuestTest {
     pub name: String,
     pub binary: String,
     pub args: String,
+    /// The correct outcome is that the hypervisor crashes the domain (no verdict line).
+    pub expect_crash: bool,
 }
 
-/// Reads `guests/manifest`: `name  binary [args...]` per line, `#` comments.
+/// Reads `guests/manifest`: `name  binary [args...] [expect=crash]` per line, `#` comments.
 pub fn manifest() -> Result<Vec<GuestTest>> {
     let path = root().join("guests/manifest");
     let text =
@@ -56,10 +58,16 @@ pub fn manifest() -> Result<Vec<GuestTest>> {
         let (Some(name), Some(binary)) = (words.next(), words.next()) else {
             bail!("guests/manifest: bad line {line:?}");
         };
+        let mut args: Vec<&str> = words.collect();
+        let expect_crash = args.last() == Some(&"expect=crash");
+        if expect_crash {
+            args.pop();
+        }
         out.push(GuestTest {
             name: name.into(),
             binary: binary.into(),
-            args: words.collect::<Vec<_>>().join(" "),
+            args: args.join(" "),
+            expect_crash,
         });
     }
     Ok(out)
@@ -172,6 +180,43 @@ fn guest_test(t: &GuestTest, image: &Path, xen: &Path, tally: &mut Tally) -> Res
     let v_ours = verdict(&ours.output).unwrap_or("NONE");
     let v_xen = verdict(&theirs.output).unwrap_or("NONE");
     let mut problems = Vec::new();
+    if t.expect_crash {
+        // The guest must be crashed by the hypervisor before it can print a verdict.
+        if v_ours != "NONE"
+            || ours.exit_code != Some(EXIT_CRASH)
+            || !ours.output.contains("crashed")
+        {
+            problems.push(format!(
+                "Xenolith did not crash the domain (verdict {v_ours}, exit {:?})",
+                ours.exit_code
+            ));
+        }
+        if v_xen != "NONE" || !theirs.output.contains("Hardware Dom0 crashed") {
+            problems.push(format!(
+                "Xen 4.17 did not crash the domain (verdict {v_xen})"
+            ));
+        }
+        let detail = format!(
+            "domain crashed as expected: xenolith in {:.1}s, xen-4.17 in {:.1}s",
+            ours.elapsed.as_secs_f64(),
+            theirs.elapsed.as_secs_f64()
+        );
+        if !problems.is_empty() {
+            println!("  {}", problems.join("; "));
+            println!(
+                "  --- Xenolith ({}) ---\n{}",
+                ours_log.display(),
+                tail(&ours.output, 25)
+            );
+            println!(
+                "  --- Xen 4.17 ({}) ---\n{}",
+                theirs_log.display(),
+                tail(&theirs.output, 15)
+            );
+        }
+        tally.record(&t.name, problems.is_empty(), &detail);
+        return Ok(());
+    }
     if v_ours != "SUCCESS" {
         problems.push(format!("Xenolith verdict {v_ours}"));
     }
@@ -359,6 +404,57 @@ pub fn run_all() -> Result<()> {
     println!("{} passed, {} failed", tally.passed, tally.failed.len());
     if !tally.failed.is_empty() {
         bail!("{} test(s) failed", tally.failed.len());
+    }
+    Ok(())
+}
+
+/// `cargo xtask try [--xen|--both] GUEST [ARGS...]`: one guest, headless, console printed.
+pub fn try_guest(args: &[String]) -> Result<()> {
+    let (mut on_xen, mut on_ours) = (false, true);
+    let mut rest = args;
+    match rest.first().map(String::as_str) {
+        Some("--xen") => {
+            on_xen = true;
+            on_ours = false;
+            rest = &rest[1..];
+        }
+        Some("--both") => {
+            on_xen = true;
+            rest = &rest[1..];
+        }
+        _ => {}
+    }
+    let Some((guest, guest_args)) = rest.split_first() else {
+        bail!("usage: cargo xtask try [--xen|--both] GUEST [ARGS...]");
+    };
+    let image = build_all()?;
+    let module = crate::guest_path(guest)?;
+    let modules = if guest_args.is_empty() {
+        module.display().to_string()
+    } else {
+        format!("{} {}", module.display(), guest_args.join(" "))
+    };
+    if on_ours {
+        let o = boot_xenolith(&image, &modules)?;
+        println!("{}", o.output);
+        println!(
+            "== Xenolith: verdict {}, QEMU exit {:?}{}, {:.1}s",
+            verdict(&o.output).unwrap_or("NONE"),
+            o.exit_code,
+            if o.timed_out { " (timed out)" } else { "" },
+            o.elapsed.as_secs_f64()
+        );
+    }
+    if on_xen {
+        let xen = deps::ensure_xen()?;
+        let o = boot_xen(&xen, &modules)?;
+        println!("{}", o.output);
+        println!(
+            "== Xen 4.17: verdict {}{}, {:.1}s",
+            verdict(&o.output).unwrap_or("NONE"),
+            if o.timed_out { " (timed out)" } else { "" },
+            o.elapsed.as_secs_f64()
+        );
     }
     Ok(())
 }
