@@ -93,6 +93,19 @@ pub fn cargo_cmd() -> Command {
     c
 }
 
+/// Builds the test guests.
+pub fn build_guests() -> Result<()> {
+    run(cargo_cmd().args([
+        "build",
+        "--release",
+        "--target",
+        "x86_64-unknown-none",
+        "-p",
+        "xenolith-guests",
+        "--bins",
+    ]))
+}
+
 /// Builds the hypervisor image (as a multiboot ELF32) and all test guests; returns the image.
 pub fn build_all() -> Result<PathBuf> {
     run(cargo_cmd().args([
