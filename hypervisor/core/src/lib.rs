@@ -6,6 +6,8 @@ extern crate alloc;
 
 pub mod bootinfo;
 pub mod cmdline;
+pub mod descriptor;
 pub mod frames;
 pub mod layout;
 pub mod loader;
+pub mod pagetype;

@@ -1,0 +1,603 @@
+//! Page types and reference counts: the rules that keep a PV guest from mapping memory it
+//! does not own, writing its own page tables, or reaching the hypervisor.
+//!
+//! Per machine frame the table keeps an owner, a general reference count, and a type (none,
+//! L1-L4 page table, segment-descriptor page, writable) with its own count, plus `pinned` and
+//! `validated` flags (pv-guest-abi.md §4, Xen's mm.c). The invariants:
+//!
+//! * A frame has one type at a time. Its type changes only while the type count is zero.
+//! * Acquiring a page-table type validates the whole table: every present entry is checked and
+//!   takes the references it implies (a general reference on its target, a typed reference of
+//!   the next level down, or a *writable* type reference for a writable L1 mapping). Dropping
+//!   the last type reference releases them again.
+//! * Hence a frame can never be mapped writable while it is a page table or descriptor page,
+//!   and a validated table only points at frames its owner may use.
+//! * Every reference taken is released exactly once: after a domain is torn down all counts
+//!   of its frames are zero again.
+//!
+//! Entries of hypervisor L4 slots (256-271) are owned by the hypervisor: validation skips
+//! them and the caller stamps them after promotion. Superpages and linear (recursive) entries
+//! are refused.
+use alloc::vec;
+use alloc::vec::Vec;
+
+use xen_abi::errno::Errno;
+
+/// A machine frame number.
+pub type Mfn = u64;
+
+/// Page-table entry bits.
+pub mod pte {
+    pub const PRESENT: u64 = 1 << 0;
+    pub const RW: u64 = 1 << 1;
+    pub const USER: u64 = 1 << 2;
+    pub const PWT: u64 = 1 << 3;
+    pub const PCD: u64 = 1 << 4;
+    pub const ACCESSED: u64 = 1 << 5;
+    pub const DIRTY: u64 = 1 << 6;
+    /// PSE in L2/L3 entries, PAT in L1 entries.
+    pub const PSE: u64 = 1 << 7;
+    pub const PAT: u64 = 1 << 7;
+    pub const GLOBAL: u64 = 1 << 8;
+    pub const AVAIL: u64 = 7 << 9;
+    /// Xen's marker for kernel-only mappings of a 64-bit PV guest (set by the hypervisor).
+    pub const GUEST_KERNEL: u64 = 1 << 52;
+    /// Bits 52-61, free for guest use.
+    pub const AVAIL_HIGH: u64 = 0x3ff << 52;
+    /// Bit 62, reserved for grant mappings.
+    pub const GNTTAB: u64 = 1 << 62;
+    pub const NX: u64 = 1 << 63;
+    pub const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
+    pub const CACHE: u64 = PWT | PCD | PAT;
+}
+
+/// The type of a frame.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PageType {
+    #[default]
+    None,
+    L1,
+    L2,
+    L3,
+    L4,
+    /// GDT/LDT frame.
+    SegDesc,
+    /// Mapped writable somewhere.
+    Writable,
+}
+
+impl PageType {
+    /// Page-table level (1-4) of a table type.
+    pub fn level(self) -> Option<u8> {
+        match self {
+            PageType::L1 => Some(1),
+            PageType::L2 => Some(2),
+            PageType::L3 => Some(3),
+            PageType::L4 => Some(4),
+            _ => None,
+        }
+    }
+
+    /// The table type of a level.
+    pub fn table(level: u8) -> Option<PageType> {
+        match level {
+            1 => Some(PageType::L1),
+            2 => Some(PageType::L2),
+            3 => Some(PageType::L3),
+            4 => Some(PageType::L4),
+            _ => None,
+        }
+    }
+
+    /// Whether acquiring this type needs validation of the frame's contents.
+    fn needs_validation(self) -> bool {
+        matches!(
+            self,
+            PageType::L1 | PageType::L2 | PageType::L3 | PageType::L4 | PageType::SegDesc
+        )
+    }
+}
+
+/// Who owns a frame.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Owner {
+    /// Free, or used by the hypervisor privately.
+    #[default]
+    None,
+    /// A domain's RAM.
+    Domain(u16),
+    /// A hypervisor page shared with a domain (shared_info, grant frames): mappable, never
+    /// freed by the domain.
+    Shared(u16),
+}
+
+/// Per-frame state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PageInfo {
+    pub owner: Owner,
+    /// General references (mappings, table references, the allocation itself).
+    pub count: u32,
+    pub ty: PageType,
+    pub type_count: u32,
+    pub pinned: bool,
+    pub validated: bool,
+    /// The domain still holds the frame as RAM (Xen's PGC_allocated).
+    pub allocated: bool,
+}
+
+/// Access to the contents of page-table and descriptor frames.
+pub trait FrameMemory {
+    /// Reads 64-bit entry `idx` (0..512) of frame `mfn`.
+    fn read(&self, mfn: Mfn, idx: usize) -> u64;
+    /// Writes 64-bit entry `idx` of frame `mfn`.
+    fn write(&mut self, mfn: Mfn, idx: usize, val: u64);
+}
+
+/// The domain on whose behalf an operation runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dom {
+    pub id: u16,
+    /// May use cache attributes (PWT/PCD/PAT) in L1 entries (a domain with I/O rights).
+    pub cache_attrs: bool,
+}
+
+/// First and last hypervisor-owned L4 slots.
+pub const HYPERVISOR_L4_SLOTS: core::ops::RangeInclusive<usize> = 256..=271;
+
+/// Largest reference count before refusing new references (overflow protection).
+const MAX_COUNT: u32 = u32::MAX / 2;
+
+/// Error a guest gets for an entry or type it may not have.
+const BAD: Errno = Errno::EINVAL;
+
+/// Disallowed bits per level, Xen's L*_DISALLOW_MASK for 64-bit PV (cache attributes are
+/// allowed in L1 entries only for domains with I/O rights).
+fn disallowed(level: u8, dom: Dom) -> u64 {
+    let base = pte::PWT | pte::PCD | pte::PSE | pte::GLOBAL | pte::GNTTAB;
+    match level {
+        1 => {
+            let mut m = pte::PAT | pte::GNTTAB;
+            if !dom.cache_attrs {
+                m |= pte::PWT | pte::PCD;
+            }
+            m
+        }
+        _ => base,
+    }
+}
+
+/// The entry the hardware sees for a guest-supplied entry: 64-bit PV kernels run in ring 3,
+/// so every present entry is made user-accessible, and kernel-only L1 mappings are tagged.
+pub fn adjust_guest_entry(level: u8, e: u64) -> u64 {
+    if e & pte::PRESENT == 0 {
+        return e;
+    }
+    if level == 1 && e & pte::USER == 0 {
+        e | pte::USER | pte::GUEST_KERNEL
+    } else {
+        e | pte::USER
+    }
+}
+
+/// Whether replacing `old` with `new` changes nothing that references depend on (same frame,
+/// same presence, same permission and cache bits), so no reference needs to move.
+fn same_references(old: u64, new: u64) -> bool {
+    let important = pte::PRESENT | pte::RW | pte::USER | pte::CACHE | pte::NX | pte::ADDR_MASK;
+    old & pte::PRESENT != 0 && (old ^ new) & important == 0
+}
+
+fn mfn_of(e: u64) -> Mfn {
+    (e & pte::ADDR_MASK) >> 12
+}
+
+/// The frame table: one `PageInfo` per machine frame.
+#[derive(Debug)]
+pub struct FrameTable {
+    info: Vec<PageInfo>,
+    /// Set when a frame stopped being a page table or descriptor page: translations cached
+    /// from it must be flushed before the guest runs again.
+    pub flush_needed: bool,
+}
+
+impl FrameTable {
+    /// A table for frames `0..nr_frames`, all free.
+    pub fn new(nr_frames: u64) -> Self {
+        FrameTable {
+            info: vec![PageInfo::default(); nr_frames as usize],
+            flush_needed: false,
+        }
+    }
+
+    /// Number of frames described.
+    pub fn len(&self) -> u64 {
+        self.info.len() as u64
+    }
+
+    /// Whether the table describes no frame.
+    pub fn is_empty(&self) -> bool {
+        self.info.is_empty()
+    }
+
+    /// State of a frame.
+    pub fn get(&self, mfn: Mfn) -> Option<&PageInfo> {
+        self.info.get(usize::try_from(mfn).ok()?)
+    }
+
+    fn slot(&mut self, mfn: Mfn) -> Result<&mut PageInfo, Errno> {
+        usize::try_from(mfn)
+            .ok()
+            .and_then(|i| self.info.get_mut(i))
+            .ok_or(BAD)
+    }
+
+    /// Gives a free frame to a domain as RAM (one general reference held by the allocation).
+    pub fn assign(&mut self, mfn: Mfn, domid: u16) -> Result<(), Errno> {
+        let p = self.slot(mfn)?;
+        if p.owner != Owner::None || p.count != 0 {
+            return Err(Errno::EBUSY);
+        }
+        *p = PageInfo {
+            owner: Owner::Domain(domid),
+            count: 1,
+            allocated: true,
+            ..PageInfo::default()
+        };
+        Ok(())
+    }
+
+    /// Shares a hypervisor frame with a domain (mappable read/write, never released by it).
+    pub fn share(&mut self, mfn: Mfn, domid: u16) -> Result<(), Errno> {
+        let p = self.slot(mfn)?;
+        if p.owner != Owner::None || p.count != 0 {
+            return Err(Errno::EBUSY);
+        }
+        *p = PageInfo {
+            owner: Owner::Shared(domid),
+            count: 1,
+            ..PageInfo::default()
+        };
+        Ok(())
+    }
+
+    /// Whether `domid` owns `mfn` as RAM.
+    pub fn owned_by(&self, mfn: Mfn, domid: u16) -> bool {
+        self.get(mfn)
+            .is_some_and(|p| p.owner == Owner::Domain(domid) && p.allocated)
+    }
+
+    /// Whether `domid` may reference `mfn` at all (its RAM or a page shared with it).
+    pub fn mappable_by(&self, mfn: Mfn, domid: u16) -> bool {
+        self.get(mfn).is_some_and(|p| match p.owner {
+            Owner::Domain(d) => d == domid && p.count > 0,
+            Owner::Shared(d) => d == domid,
+            Owner::None => false,
+        })
+    }
+
+    /// The domain gives a RAM frame back (decrease_reservation). Returns true if the frame
+    /// is now unreferenced and may be freed; otherwise it is freed when the last reference
+    /// goes (see `put_page`). A frame that is pinned or in use as a table cannot be given back.
+    pub fn release(&mut self, mfn: Mfn, domid: u16) -> Result<bool, Errno> {
+        let p = self.slot(mfn)?;
+        if p.owner != Owner::Domain(domid) || !p.allocated {
+            return Err(BAD);
+        }
+        if p.pinned {
+            return Err(Errno::EBUSY);
+        }
+        p.allocated = false;
+        Ok(self.put_page(mfn))
+    }
+
+    /// Takes a general reference on a frame `dom` may reference.
+    pub fn get_page(&mut self, mfn: Mfn, domid: u16) -> Result<(), Errno> {
+        if !self.mappable_by(mfn, domid) {
+            return Err(BAD);
+        }
+        let p = self.slot(mfn)?;
+        if p.count >= MAX_COUNT {
+            return Err(BAD);
+        }
+        p.count += 1;
+        Ok(())
+    }
+
+    /// Drops a general reference. Returns true if the frame became free (its owner gave it
+    /// up and nothing references it any more).
+    pub fn put_page(&mut self, mfn: Mfn) -> bool {
+        let Ok(p) = self.slot(mfn) else { return false };
+        debug_assert!(p.count > 0, "put_page on unreferenced frame {mfn:#x}");
+        p.count = p.count.saturating_sub(1);
+        if p.count == 0 {
+            let shared = matches!(p.owner, Owner::Shared(_));
+            *p = PageInfo::default();
+            return !shared;
+        }
+        false
+    }
+
+    /// Takes a type reference of `ty`, validating the frame if it becomes typed as a table or
+    /// descriptor page. The caller already holds a general reference.
+    pub fn get_page_type(
+        &mut self,
+        mem: &mut dyn FrameMemory,
+        mfn: Mfn,
+        ty: PageType,
+        dom: Dom,
+    ) -> Result<(), Errno> {
+        let p = *self.get(mfn).ok_or(BAD)?;
+        // Pages the hypervisor shares with a guest never become tables or descriptor pages.
+        if ty.needs_validation() && !matches!(p.owner, Owner::Domain(d) if d == dom.id) {
+            return Err(BAD);
+        }
+        if p.type_count > 0 {
+            if p.ty != ty || !p.validated {
+                return Err(BAD);
+            }
+            if p.type_count >= MAX_COUNT {
+                return Err(BAD);
+            }
+            self.slot(mfn)?.type_count += 1;
+            return Ok(());
+        }
+        // Type count zero: the frame may take a new type.
+        {
+            let s = self.slot(mfn)?;
+            s.ty = ty;
+            s.type_count = 1;
+            s.validated = false;
+        }
+        if ty.needs_validation() {
+            if let Err(e) = self.validate(mem, mfn, ty, dom) {
+                let s = self.slot(mfn)?;
+                s.ty = PageType::None;
+                s.type_count = 0;
+                return Err(e);
+            }
+        }
+        self.slot(mfn)?.validated = true;
+        Ok(())
+    }
+
+    /// Drops a type reference; the last one devalidates a table, releasing what it holds.
+    pub fn put_page_type(&mut self, mem: &mut dyn FrameMemory, mfn: Mfn) {
+        let Ok(p) = self.slot(mfn) else { return };
+        debug_assert!(p.type_count > 0, "put_page_type on untyped frame {mfn:#x}");
+        p.type_count = p.type_count.saturating_sub(1);
+        if p.type_count == 0 {
+            let ty = p.ty;
+            p.validated = false;
+            p.ty = PageType::None;
+            if ty.needs_validation() {
+                self.devalidate(mem, mfn, ty);
+                self.flush_needed = true;
+            }
+        }
+    }
+
+    /// General reference plus type reference.
+    pub fn get_page_and_type(
+        &mut self,
+        mem: &mut dyn FrameMemory,
+        mfn: Mfn,
+        ty: PageType,
+        dom: Dom,
+    ) -> Result<(), Errno> {
+        self.get_page(mfn, dom.id)?;
+        if let Err(e) = self.get_page_type(mem, mfn, ty, dom) {
+            self.put_page(mfn);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Drops a type reference and a general reference. Returns true if the frame became free.
+    pub fn put_page_and_type(&mut self, mem: &mut dyn FrameMemory, mfn: Mfn) -> bool {
+        self.put_page_type(mem, mfn);
+        self.put_page(mfn)
+    }
+
+    /// Takes the references a present entry of a level-`level` table implies.
+    fn get_entry_refs(
+        &mut self,
+        mem: &mut dyn FrameMemory,
+        level: u8,
+        e: u64,
+        dom: Dom,
+    ) -> Result<(), Errno> {
+        if e & pte::PRESENT == 0 {
+            return Ok(());
+        }
+        if e & disallowed(level, dom) != 0 {
+            return Err(BAD);
+        }
+        let target = mfn_of(e);
+        if level == 1 {
+            self.get_page(target, dom.id)?;
+            if e & pte::RW != 0
+                && !matches!(self.get(target).map(|p| p.owner), Some(Owner::Shared(_)))
+            {
+                if let Err(err) = self.get_page_type(mem, target, PageType::Writable, dom) {
+                    self.put_page(target);
+                    return Err(err);
+                }
+            }
+            Ok(())
+        } else {
+            let child = PageType::table(level - 1).ok_or(BAD)?;
+            self.get_page_and_type(mem, target, child, dom)
+        }
+    }
+
+    /// Releases the references of a present entry.
+    fn put_entry_refs(&mut self, mem: &mut dyn FrameMemory, level: u8, e: u64) {
+        if e & pte::PRESENT == 0 {
+            return;
+        }
+        let target = mfn_of(e);
+        if level == 1 {
+            if e & pte::RW != 0
+                && !matches!(self.get(target).map(|p| p.owner), Some(Owner::Shared(_)))
+            {
+                self.put_page_type(mem, target);
+            }
+            self.put_page(target);
+        } else {
+            self.put_page_and_type(mem, target);
+        }
+    }
+
+    fn entries(level: u8) -> impl Iterator<Item = usize> {
+        (0..512).filter(move |i| level != 4 || !HYPERVISOR_L4_SLOTS.contains(i))
+    }
+
+    /// Validates a frame as `ty`, taking the references of every entry; all or nothing.
+    fn validate(
+        &mut self,
+        mem: &mut dyn FrameMemory,
+        mfn: Mfn,
+        ty: PageType,
+        dom: Dom,
+    ) -> Result<(), Errno> {
+        if ty == PageType::SegDesc {
+            // Check every descriptor before changing any.
+            if (0..512).any(|i| !crate::descriptor::check(mem.read(mfn, i))) {
+                return Err(BAD);
+            }
+            for i in 0..512 {
+                let d = mem.read(mfn, i);
+                if let Some(fixed) = crate::descriptor::fixup(d).filter(|&f| f != d) {
+                    mem.write(mfn, i, fixed);
+                }
+            }
+            return Ok(());
+        }
+        let level = ty.level().ok_or(BAD)?;
+        let idx: Vec<usize> = Self::entries(level).collect();
+        for (n, &i) in idx.iter().enumerate() {
+            let e = mem.read(mfn, i);
+            // A table may not reference itself (no linear page tables).
+            if e & pte::PRESENT != 0 && mfn_of(e) == mfn {
+                self.unwind(mem, mfn, level, &idx[..n]);
+                return Err(BAD);
+            }
+            if let Err(err) = self.get_entry_refs(mem, level, e, dom) {
+                self.unwind(mem, mfn, level, &idx[..n]);
+                return Err(err);
+            }
+            let adjusted = adjust_guest_entry(level, e);
+            if adjusted != e {
+                mem.write(mfn, i, adjusted);
+            }
+        }
+        Ok(())
+    }
+
+    fn unwind(&mut self, mem: &mut dyn FrameMemory, mfn: Mfn, level: u8, done: &[usize]) {
+        for &i in done {
+            let e = mem.read(mfn, i);
+            self.put_entry_refs(mem, level, e);
+        }
+    }
+
+    fn devalidate(&mut self, mem: &mut dyn FrameMemory, mfn: Mfn, ty: PageType) {
+        let Some(level) = ty.level() else { return };
+        let idx: Vec<usize> = Self::entries(level).collect();
+        self.unwind(mem, mfn, level, &idx);
+    }
+
+    /// Replaces entry `idx` of the validated table `table` (owned by `dom`) with `new`,
+    /// taking the new entry's references before dropping the old one's. `preserve_ad` keeps
+    /// the accessed/dirty bits the hardware set in the old entry (MMU_PT_UPDATE_PRESERVE_AD).
+    pub fn mod_entry(
+        &mut self,
+        mem: &mut dyn FrameMemory,
+        table: Mfn,
+        idx: usize,
+        new: u64,
+        dom: Dom,
+        preserve_ad: bool,
+    ) -> Result<(), Errno> {
+        let p = *self.get(table).ok_or(BAD)?;
+        if p.owner != Owner::Domain(dom.id) || idx >= 512 {
+            return Err(BAD);
+        }
+        let Some(level) = p.ty.level().filter(|_| p.type_count > 0 && p.validated) else {
+            return Err(BAD);
+        };
+        if level == 4 && HYPERVISOR_L4_SLOTS.contains(&idx) {
+            return Err(BAD);
+        }
+        let old = mem.read(table, idx);
+        let mut new = new;
+        if preserve_ad {
+            new |= old & (pte::ACCESSED | pte::DIRTY);
+        }
+        if new & pte::PRESENT != 0 && mfn_of(new) == table {
+            return Err(BAD);
+        }
+        let adjusted = adjust_guest_entry(level, new);
+        if same_references(old, new) {
+            if new & disallowed(level, dom) != 0 {
+                return Err(BAD);
+            }
+            mem.write(table, idx, adjusted);
+            return Ok(());
+        }
+        self.get_entry_refs(mem, level, new, dom)?;
+        mem.write(table, idx, adjusted);
+        self.put_entry_refs(mem, level, old);
+        if old & pte::PRESENT != 0 {
+            self.flush_needed = true;
+        }
+        Ok(())
+    }
+
+    /// Pins `mfn` as a table of `level` (MMUEXT_PIN_Ln_TABLE).
+    pub fn pin(
+        &mut self,
+        mem: &mut dyn FrameMemory,
+        mfn: Mfn,
+        level: u8,
+        dom: Dom,
+    ) -> Result<(), Errno> {
+        let ty = PageType::table(level).ok_or(BAD)?;
+        if self.get(mfn).is_some_and(|p| p.pinned) {
+            return Err(BAD);
+        }
+        self.get_page_and_type(mem, mfn, ty, dom)?;
+        self.slot(mfn)?.pinned = true;
+        Ok(())
+    }
+
+    /// Unpins a table (MMUEXT_UNPIN_TABLE).
+    pub fn unpin(&mut self, mem: &mut dyn FrameMemory, mfn: Mfn, dom: Dom) -> Result<(), Errno> {
+        let p = *self.get(mfn).ok_or(BAD)?;
+        if !p.pinned || p.owner != Owner::Domain(dom.id) {
+            return Err(BAD);
+        }
+        self.slot(mfn)?.pinned = false;
+        self.put_page_and_type(mem, mfn);
+        Ok(())
+    }
+
+    /// Drops every pin of a dying domain; with its roots released by the caller first, this
+    /// leaves no type reference among its frames.
+    pub fn unpin_all(&mut self, mem: &mut dyn FrameMemory, domid: u16) {
+        let pinned: Vec<Mfn> = (0..self.len())
+            .filter(|&m| {
+                self.get(m)
+                    .is_some_and(|p| p.pinned && p.owner == Owner::Domain(domid))
+            })
+            .collect();
+        for m in pinned {
+            if let Ok(p) = self.slot(m) {
+                p.pinned = false;
+            }
+            self.put_page_and_type(mem, m);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
