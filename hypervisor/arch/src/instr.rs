@@ -213,3 +213,9 @@ pub fn swapgs() {
     // SAFETY: the hypervisor never dereferences GS; swapping the bases only affects the guest.
     unsafe { asm!("swapgs", options(nomem, nostack, preserves_flags)) }
 }
+
+/// Writes back and invalidates all caches.
+pub fn wbinvd() {
+    // SAFETY: flushing caches has no effect on memory contents.
+    unsafe { asm!("wbinvd", options(nostack, preserves_flags)) }
+}

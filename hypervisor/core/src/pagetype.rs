@@ -16,8 +16,8 @@
 //!   of its frames are zero again.
 //!
 //! Entries of hypervisor L4 slots (256-271) are owned by the hypervisor: validation skips
-//! them and the caller stamps them after promotion. Superpages and linear (recursive) entries
-//! are refused.
+//! them and the caller stamps them after promotion. Superpages and linear (recursive) L2-L4
+//! entries are refused; an L1 may map itself (or any table) read-only.
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -476,11 +476,8 @@ impl FrameTable {
         let idx: Vec<usize> = Self::entries(level).collect();
         for (n, &i) in idx.iter().enumerate() {
             let e = mem.read(mfn, i);
-            // A table may not reference itself (no linear page tables).
-            if e & pte::PRESENT != 0 && mfn_of(e) == mfn {
-                self.unwind(mem, mfn, level, &idx[..n]);
-                return Err(BAD);
-            }
+            // A self-reference of an L2-L4 (a linear page table) fails the child-type check;
+            // an L1 may map itself read-only (a writable self-map fails the type check).
             if let Err(err) = self.get_entry_refs(mem, level, e, dom) {
                 self.unwind(mem, mfn, level, &idx[..n]);
                 return Err(err);
@@ -532,9 +529,6 @@ impl FrameTable {
         let mut new = new;
         if preserve_ad {
             new |= old & (pte::ACCESSED | pte::DIRTY);
-        }
-        if new & pte::PRESENT != 0 && mfn_of(new) == table {
-            return Err(BAD);
         }
         let adjusted = adjust_guest_entry(level, new);
         if same_references(old, new) {

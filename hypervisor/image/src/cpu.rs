@@ -24,16 +24,8 @@ pub const FLAT_RING3_CS64: u16 = 0xe033;
 /// TSS selector.
 pub const TSS_SELECTOR: u16 = 0xe040;
 
-/// Entries in the whole GDT (15 pages: 14 for the guest, 1 reserved).
-const GDT_ENTRIES: usize = 15 * 512;
-/// Index of byte 0xE000.
-const FIRST_RESERVED_ENTRY: usize = 0xe000 / 8;
-
-#[repr(C, align(4096))]
-struct Gdt(UnsafeCell<[u64; GDT_ENTRIES]>);
-// SAFETY: written only during single-threaded CPU bring-up, then read by hardware.
-unsafe impl Sync for Gdt {}
-static GDT: Gdt = Gdt(UnsafeCell::new([0; GDT_ENTRIES]));
+/// Bytes of the whole GDT (15 pages: 14 for the guest, 1 reserved).
+const GDT_BYTES: usize = 15 * 4096;
 
 /// 64-bit TSS.
 #[repr(C, packed)]
@@ -91,12 +83,12 @@ fn gate(handler: u64, dpl: u8, ist: u8) -> u128 {
 
 /// Loads the boot CPU's GDT, TSS and IDT and programs the SYSCALL MSRs.
 pub fn init_bsp(stack: &Stack) {
-    let gdt = GDT.0.get();
+    let hyp_page = crate::desc::init_window();
     let tss_addr = TSS.0.get() as u64;
     // SAFETY: bring-up runs once on the boot CPU before any other user of these tables.
     unsafe {
-        let g = &mut *gdt;
-        let r = FIRST_RESERVED_ENTRY;
+        let g = crate::mm::table_of(hyp_page);
+        let r = 0;
         g[r] = 0;
         g[r + 1] = 0x00af_9b00_0000_ffff; // 0xe008 ring-0 code, 64-bit
         g[r + 2] = 0x00cf_9300_0000_ffff; // 0xe010 ring-0 data
@@ -132,8 +124,8 @@ pub fn init_bsp(stack: &Stack) {
         }
 
         lgdt(&DescriptorTablePointer {
-            limit: (GDT_ENTRIES * 8 - 1) as u16,
-            base: gdt as u64,
+            limit: (GDT_BYTES - 1) as u16,
+            base: crate::desc::GDT_VIRT,
         });
         crate::entry::reload_segments(HYPERVISOR_CS, HYPERVISOR_DS);
         ltr(TSS_SELECTOR);

@@ -4,7 +4,6 @@
 //! The kernel module is untrusted input. Every problem with it is a `BuildError` carrying a
 //! message for the console, never a panic.
 use alloc::boxed::Box;
-use alloc::collections::BTreeSet;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -17,7 +16,7 @@ use xenolith_core::loader::{self, Limits};
 use zerocopy::{FromBytes, FromZeros, IntoBytes};
 
 use crate::domain::{Domain, Vcpu};
-use crate::mm::{alloc_frame, frame_bytes, frame_table, pte, set_m2p};
+use crate::mm::{alloc_frame, frame_bytes, pte, set_m2p, table_of};
 use crate::percpu::GuestRegs;
 
 /// Why dom0 could not be built.
@@ -86,7 +85,6 @@ pub fn build(cmd: &CmdLine, bi: &BootInfo) -> Result<Box<Domain>, BuildError> {
         vm_assist: 0,
         shutdown: None,
         vcpus: Vec::new(),
-        pagetables: BTreeSet::new(),
     };
     let supported = crate::pv::supported_features(&dom_template);
     if let Some(f) = image.unsupported_required(supported) {
@@ -149,6 +147,9 @@ pub fn build(cmd: &CmdLine, bi: &BootInfo) -> Result<Box<Domain>, BuildError> {
             fail!("out of memory allocating dom0 page {pfn} of {nr_pages}");
         };
         set_m2p(mfn, pfn);
+        if crate::mm::with_frames(|ft, _| ft.assign(mfn, DOMID_DOM0)).is_err() {
+            fail!("internal: frame {mfn:#x} from the allocator is already in use");
+        }
         dom.p2m.push(mfn);
     }
     let p2m = dom.p2m.clone();
@@ -200,7 +201,7 @@ pub fn build(cmd: &CmdLine, bi: &BootInfo) -> Result<Box<Domain>, BuildError> {
     let pt_first_pfn = (lay.pt_base - lay.v_start) / 4096;
     let pt_end_pfn = pt_first_pfn + lay.nr_pt_frames;
     let mut next_pt = pt_first_pfn;
-    let mut take_pt = |dom: &mut Domain| -> Result<u64, BuildError> {
+    let mut take_pt = |_dom: &mut Domain| -> Result<u64, BuildError> {
         if next_pt >= pt_end_pfn {
             fail!(
                 "internal: bootstrap page tables exceed the {} reserved frames",
@@ -209,8 +210,7 @@ pub fn build(cmd: &CmdLine, bi: &BootInfo) -> Result<Box<Domain>, BuildError> {
         }
         let mfn = p2m[next_pt as usize];
         next_pt += 1;
-        frame_table(mfn).fill(0);
-        dom.pagetables.insert(mfn);
+        table_of(mfn).fill(0);
         Ok(mfn)
     };
     let upper = pte::PRESENT | pte::RW | pte::ACCESSED | pte::DIRTY | pte::USER;
@@ -220,12 +220,12 @@ pub fn build(cmd: &CmdLine, bi: &BootInfo) -> Result<Box<Domain>, BuildError> {
         let mut table = l4;
         for level in (2..=4).rev() {
             let idx = ((va >> (12 + 9 * (level - 1))) & 511) as usize;
-            let e = frame_table(table)[idx];
+            let e = table_of(table)[idx];
             table = if e & pte::PRESENT != 0 {
                 (e & pte::ADDR_MASK) >> 12
             } else {
                 let t = take_pt(&mut dom)?;
-                frame_table(table)[idx] = (t << 12) | upper;
+                table_of(table)[idx] = (t << 12) | upper;
                 t
             };
         }
@@ -235,15 +235,18 @@ pub fn build(cmd: &CmdLine, bi: &BootInfo) -> Result<Box<Domain>, BuildError> {
         if !(pt_first_pfn..pt_end_pfn).contains(&pfn) {
             leaf |= pte::RW;
         }
-        frame_table(table)[((va >> 12) & 511) as usize] = leaf;
+        table_of(table)[((va >> 12) & 511) as usize] = leaf;
     }
-    crate::mm::install_hypervisor_slots(frame_table(l4));
+    crate::mm::install_hypervisor_slots(table_of(l4));
 
     // shared_info.
     let Some(si_mfn) = alloc_frame() else {
         fail!("out of memory for shared_info")
     };
     dom.shared_info_mfn = si_mfn;
+    if crate::mm::with_frames(|ft, _| ft.share(si_mfn, DOMID_DOM0)).is_err() {
+        fail!("internal: shared_info frame {si_mfn:#x} is already in use");
+    }
     {
         let si =
             xen_abi::shared_info::SharedInfo::mut_from_bytes(&mut frame_bytes(si_mfn)[..0xc40])
@@ -278,6 +281,20 @@ pub fn build(cmd: &CmdLine, bi: &BootInfo) -> Result<Box<Domain>, BuildError> {
     }
 
     // vCPU 0.
+    // Validate the bootstrap tables exactly as if the guest had built and pinned them, and
+    // take the root reference of vCPU 0's kernel page table.
+    let ptdom = dom.ptdom();
+    let pinned = crate::mm::with_frames(|ft, mem| {
+        ft.pin(mem, l4, 4, ptdom)?;
+        ft.get_page_and_type(mem, l4, xenolith_core::pagetype::PageType::L4, ptdom)
+    });
+    if let Err(e) = pinned {
+        fail!(
+            "internal: the bootstrap page tables failed validation ({})",
+            e.name()
+        );
+    }
+
     let mut v = Vcpu::new(0, si_mfn << 12);
     v.guest_table = l4;
     v.regs = GuestRegs {

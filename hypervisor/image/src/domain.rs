@@ -54,6 +54,14 @@ pub struct Vcpu {
     pub vcpu_info_maddr: u64,
     /// Virtual CR0.TS.
     pub virtual_ts: bool,
+    /// Guest GDT frames (set_gdt) and entry count.
+    pub gdt_frames: [u64; 14],
+    pub gdt_nr: usize,
+    pub gdt_ents: u64,
+    /// Guest LDT frames (MMUEXT_SET_LDT) and entry count.
+    pub ldt_frames: [u64; 16],
+    pub ldt_nr: usize,
+    pub ldt_ents: u64,
 }
 
 impl Vcpu {
@@ -79,6 +87,12 @@ impl Vcpu {
             gs_base_user: 0,
             vcpu_info_maddr,
             virtual_ts: false,
+            gdt_frames: [0; 14],
+            gdt_nr: 0,
+            gdt_ents: 0,
+            ldt_frames: [0; 16],
+            ldt_nr: 0,
+            ldt_ents: 0,
         }
     }
 
@@ -114,20 +128,25 @@ pub struct Domain {
     pub vm_assist: u64,
     pub shutdown: Option<Shutdown>,
     pub vcpus: Vec<Vcpu>,
-    /// Frames in use as page tables (bootstrap tables so far); never mapped writable.
-    pub pagetables: alloc::collections::BTreeSet<u64>,
 }
 
 impl Domain {
     /// Whether `mfn` is one of this domain's RAM frames.
     pub fn owns(&self, mfn: u64) -> bool {
-        let pfn = crate::mm::get_m2p(mfn);
-        usize::try_from(pfn).ok().and_then(|p| self.p2m.get(p)) == Some(&mfn)
+        crate::mm::with_frames(|ft, _| ft.owned_by(mfn, self.id))
     }
 
-    /// Whether the guest may map `mfn` at all (its own RAM or its shared_info page).
+    /// Whether the guest may map `mfn` at all (its own RAM or a page shared with it).
     pub fn may_map(&self, mfn: u64) -> bool {
-        self.owns(mfn) || mfn == self.shared_info_mfn
+        crate::mm::with_frames(|ft, _| ft.mappable_by(mfn, self.id))
+    }
+
+    /// The page-type view of this domain.
+    pub fn ptdom(&self) -> xenolith_core::pagetype::Dom {
+        xenolith_core::pagetype::Dom {
+            id: self.id,
+            cache_attrs: self.privileged,
+        }
     }
 
     /// Pages currently allocated to the domain.

@@ -8,7 +8,7 @@ use xen_abi::errno::Errno;
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 use crate::domain::Domain;
-use crate::mm::{frame_bytes, frame_table, pte};
+use crate::mm::{frame_bytes, pte, table_of};
 
 /// Whether a guest pointer may be dereferenced on the guest's behalf (canonical, not in the
 /// hypervisor's reserved range).
@@ -39,7 +39,7 @@ impl<'a> GuestMem<'a> {
                 return Err(Errno::EFAULT);
             }
             let idx = ((va >> (12 + 9 * (level - 1))) & 511) as usize;
-            let e = frame_table(table)[idx];
+            let e = table_of(table)[idx];
             let need = pte::PRESENT | pte::USER | if write { pte::RW } else { 0 };
             if e & need != need || (level > 1 && e & pte::PSE != 0) {
                 return Err(Errno::EFAULT);

@@ -33,6 +33,13 @@ pub struct Ctx<'a> {
     pub regs: &'a mut GuestRegs,
 }
 
+impl Ctx<'_> {
+    /// The guest's memory through the vCPU's current root.
+    pub fn mem(&self) -> crate::guestmem::GuestMem<'_> {
+        crate::guestmem::GuestMem::current(self.dom, self.dom.vcpus[self.vcpu].current_root())
+    }
+}
+
 /// A hypercall handler: arguments in rdi, rsi, rdx, r10, r8 order.
 pub type Handler = fn(&mut Ctx<'_>, [u64; 5]) -> Outcome;
 
@@ -95,6 +102,15 @@ const fn table() -> [Option<Hypercall>; NR_HYPERCALLS] {
     );
     hc!(nr::SCHED_OP, "sched_op", crate::pv::sched_op);
     hc!(nr::CALLBACK_OP, "callback_op", crate::pv::callback_op);
+    hc!(nr::MMU_UPDATE, "mmu_update", crate::mmu::mmu_update);
+    hc!(nr::SET_GDT, "set_gdt", crate::desc::set_gdt);
+    hc!(
+        nr::UPDATE_DESCRIPTOR,
+        "update_descriptor",
+        crate::desc::update_descriptor
+    );
+    hc!(nr::MULTICALL, "multicall", multicall);
+    hc!(nr::MMUEXT_OP, "mmuext_op", crate::mmu::mmuext_op);
     t
 }
 
@@ -140,4 +156,82 @@ fn note_unimplemented(domid: u16, nr: u64) {
         let name = xen_abi::hypercall::name(nr).unwrap_or("unknown");
         crate::debug!("d{domid}: hypercall {nr} ({name}) is not implemented: -ENOSYS");
     }
+}
+
+/// One multicall entry (struct multicall_entry).
+#[repr(C)]
+#[derive(zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::Immutable, zerocopy::KnownLayout)]
+struct MulticallEntry {
+    op: u64,
+    result: u64,
+    args: [u64; 6],
+}
+
+/// Entries run per invocation before a continuation.
+const MULTICALL_BATCH: u64 = 64;
+
+/// Runs one multicall entry to completion and returns its result value.
+fn run_entry(c: &mut Ctx<'_>, op: u64, mut args: [u64; 5]) -> u64 {
+    use xen_abi::hypercall as nr;
+    let handler = match op {
+        nr::MULTICALL | nr::IRET => None,
+        _ => usize::try_from(op)
+            .ok()
+            .and_then(|n| TABLE.get(n))
+            .copied()
+            .flatten(),
+    };
+    let Some(h) = handler else {
+        let e = if op == nr::MULTICALL || op == nr::IRET {
+            Errno::EINVAL
+        } else {
+            Errno::ENOSYS
+        };
+        return e.as_ret() as u64;
+    };
+    // Handlers report progress by rewriting argument registers; give them scratch ones and
+    // re-run until the operation completes.
+    let saved = *c.regs;
+    let result = loop {
+        c.regs.rdi = args[0];
+        c.regs.rsi = args[1];
+        c.regs.rdx = args[2];
+        c.regs.r10 = args[3];
+        c.regs.r8 = args[4];
+        match (h.handler)(c, args) {
+            Outcome::Done(Ok(v)) => break v,
+            Outcome::Done(Err(e)) => break e.as_ret() as u64,
+            Outcome::Continue => args = [c.regs.rdi, c.regs.rsi, c.regs.rdx, c.regs.r10, c.regs.r8],
+            Outcome::NoReturn => break Errno::EINVAL.as_ret() as u64,
+        }
+    };
+    *c.regs = saved;
+    result
+}
+
+/// multicall(list, nr): runs each entry in order, storing each result in its entry.
+pub fn multicall(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
+    let (list, count) = (a[0], a[1] & 0xffff_ffff);
+    let size = core::mem::size_of::<MulticallEntry>() as u64;
+    for i in 0..count {
+        if i == MULTICALL_BATCH {
+            c.regs.rdi = list + i * size;
+            c.regs.rsi = count - i;
+            return Outcome::Continue;
+        }
+        let at = list + i * size;
+        let e: MulticallEntry = match c.mem().read_obj(at) {
+            Ok(e) => e,
+            Err(err) => return Err(err).into(),
+        };
+        let args = [e.args[0], e.args[1], e.args[2], e.args[3], e.args[4]];
+        let result = run_entry(c, e.op, args);
+        if let Err(err) = c.mem().write_obj(at + 8, &result) {
+            return Err(err).into();
+        }
+        if c.dom.shutdown.is_some() {
+            break;
+        }
+    }
+    Ok(0).into()
 }

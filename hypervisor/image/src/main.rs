@@ -8,6 +8,7 @@ mod boot;
 mod console;
 mod cpu;
 mod cpuid;
+mod desc;
 mod dom0;
 mod domain;
 mod emulate;
@@ -17,6 +18,7 @@ mod guestmem;
 mod heap;
 mod hypercall;
 mod mm;
+mod mmu;
 mod percpu;
 mod power;
 mod pv;
@@ -148,6 +150,7 @@ fn boot(cmd: &CmdLine, bi: &BootInfo) -> ! {
         heap_base,
         mm::free_frames() >> 8
     );
+    mm::init_frame_table(max_pfn);
     if mm::init_m2p(max_pfn).is_none() {
         fatal("not enough memory for the machine-to-phys table");
     }

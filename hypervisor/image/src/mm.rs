@@ -10,6 +10,7 @@ use core::ops::Range;
 use spin::Mutex;
 use xenolith_core::bootinfo::PhysRead;
 use xenolith_core::frames::FrameAllocator;
+use xenolith_core::pagetype::{FrameMemory, FrameTable};
 
 /// Virtual base of the direct map of physical memory.
 pub const DIRECTMAP_BASE: u64 = 0xffff_8300_0000_0000;
@@ -23,19 +24,7 @@ pub const M2P_VIRT_START: u64 = 0xffff_8000_0000_0000;
 pub const INVALID_M2P_ENTRY: u64 = !0;
 
 /// Page-table entry bits.
-pub mod pte {
-    pub const PRESENT: u64 = 1 << 0;
-    pub const RW: u64 = 1 << 1;
-    pub const USER: u64 = 1 << 2;
-    pub const PWT: u64 = 1 << 3;
-    pub const PCD: u64 = 1 << 4;
-    pub const ACCESSED: u64 = 1 << 5;
-    pub const DIRTY: u64 = 1 << 6;
-    pub const PSE: u64 = 1 << 7;
-    pub const GLOBAL: u64 = 1 << 8;
-    pub const NX: u64 = 1 << 63;
-    pub const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
-}
+pub use xenolith_core::pagetype::pte;
 
 unsafe extern "C" {
     static __image_start_phys: u8;
@@ -103,7 +92,7 @@ pub fn frame_bytes(mfn: u64) -> &'static mut [u8; 4096] {
 }
 
 /// A frame as a page table of 512 entries.
-pub fn frame_table(mfn: u64) -> &'static mut [u64; 512] {
+pub fn table_of(mfn: u64) -> &'static mut [u64; 512] {
     assert!(
         mfn << 12 < DIRECTMAP_LIMIT.load(core::sync::atomic::Ordering::Relaxed),
         "frame outside direct map"
@@ -155,7 +144,7 @@ pub fn max_pfn() -> u64 {
 
 /// Returns the table an entry points to, allocating it if absent.
 fn next_table(table_mfn: u64, index: usize, flags: u64) -> Option<u64> {
-    let t = frame_table(table_mfn);
+    let t = table_of(table_mfn);
     if t[index] & pte::PRESENT == 0 {
         let new = alloc_frame()?;
         t[index] = (new << 12) | flags;
@@ -169,7 +158,7 @@ pub fn map_hypervisor_page(va: u64, mfn: u64, leaf_flags: u64, table_flags: u64)
     let l3 = next_table(l4, ((va >> 39) & 511) as usize, table_flags)?;
     let l2 = next_table(l3, ((va >> 30) & 511) as usize, table_flags)?;
     let l1 = next_table(l2, ((va >> 21) & 511) as usize, table_flags)?;
-    frame_table(l1)[((va >> 12) & 511) as usize] = (mfn << 12) | leaf_flags;
+    table_of(l1)[((va >> 12) & 511) as usize] = (mfn << 12) | leaf_flags;
     Some(())
 }
 
@@ -188,7 +177,7 @@ pub fn init_m2p(max_pfn: u64) -> Option<()> {
     let pages = (max_pfn * 8).div_ceil(4096);
     let base = alloc_frames_contiguous(pages, 1)?;
     for i in 0..pages {
-        let t = frame_table(base + i);
+        let t = table_of(base + i);
         t.fill(INVALID_M2P_ENTRY);
         map_hypervisor_page(
             M2P_VIRT_START + i * 4096,
@@ -208,21 +197,50 @@ pub fn init_m2p(max_pfn: u64) -> Option<()> {
 pub fn set_m2p(mfn: u64, pfn: u64) {
     if let Some(m) = *M2P.lock() {
         if mfn < m.entries {
-            frame_table(m.base_mfn + mfn / 512)[(mfn % 512) as usize] = pfn;
+            table_of(m.base_mfn + mfn / 512)[(mfn % 512) as usize] = pfn;
         }
-    }
-}
-
-/// Reads the M2P entry of a frame.
-pub fn get_m2p(mfn: u64) -> u64 {
-    match *M2P.lock() {
-        Some(m) if mfn < m.entries => frame_table(m.base_mfn + mfn / 512)[(mfn % 512) as usize],
-        _ => INVALID_M2P_ENTRY,
     }
 }
 
 /// Copies the hypervisor's L4 slots (256-271) from the idle table into a guest L4.
 pub fn install_hypervisor_slots(l4: &mut [u64; 512]) {
-    let idle = frame_table(idle_l4() >> 12);
+    let idle = table_of(idle_l4() >> 12);
     l4[256..272].copy_from_slice(&idle[256..272]);
+}
+
+/// Page-table and descriptor frames as seen through the direct map.
+pub struct DirectFrames;
+
+impl FrameMemory for DirectFrames {
+    fn read(&self, mfn: u64, idx: usize) -> u64 {
+        table_of(mfn)[idx]
+    }
+    fn write(&mut self, mfn: u64, idx: usize, val: u64) {
+        table_of(mfn)[idx] = val;
+    }
+}
+
+static FRAME_TABLE: Mutex<Option<FrameTable>> = Mutex::new(None);
+
+/// Creates the frame table for `nr` frames.
+pub fn init_frame_table(nr: u64) {
+    *FRAME_TABLE.lock() = Some(FrameTable::new(nr));
+}
+
+/// Runs `f` with the frame table. Lock order: a domain's lock, then this one; `f` must not
+/// access guest memory through `GuestMem` (which takes this lock too).
+pub fn with_frames<R>(f: impl FnOnce(&mut FrameTable, &mut DirectFrames) -> R) -> R {
+    let mut guard = FRAME_TABLE.lock();
+    match guard.as_mut() {
+        Some(ft) => f(ft, &mut DirectFrames),
+        None => panic!("frame table used before it exists"),
+    }
+}
+
+/// Flushes this CPU's TLB if a frame stopped being a page table since the last check.
+pub fn flush_if_needed() {
+    let need = with_frames(|ft, _| core::mem::take(&mut ft.flush_needed));
+    if need {
+        xenolith_arch::instr::flush_tlb_local();
+    }
 }

@@ -3,9 +3,8 @@ use xen_abi::errno::Errno;
 use xen_abi::layout::VGCF_IN_SYSCALL;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
-use crate::guestmem::{addr_ok, GuestMem};
+use crate::guestmem::addr_ok;
 use crate::hypercall::{Ctx, Outcome};
-use crate::mm::pte;
 use crate::traps::{crash, toggle_guest_mode, vcpu_info};
 
 /// Xen interface version reported to guests: the 4.17 ABI is the one implemented.
@@ -17,12 +16,6 @@ pub const EXTRAVERSION: &str = ".0-xenolith";
 fn is_canonical(a: u64) -> bool {
     let top = a >> 47;
     top == 0 || top == 0x1ffff
-}
-
-impl Ctx<'_> {
-    fn mem(&self) -> GuestMem<'_> {
-        GuestMem::current(self.dom, self.dom.vcpus[self.vcpu].current_root())
-    }
 }
 
 // ---- console_io ----
@@ -459,61 +452,25 @@ pub fn memory_op(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
 
 // ---- update_va_mapping ----
 
-/// PTE bits a guest may set in an L1 entry (cache attributes only for privileged domains).
-const L1_ALLOWED: u64 = pte::PRESENT
-    | pte::RW
-    | pte::USER
-    | pte::ACCESSED
-    | pte::DIRTY
-    | pte::GLOBAL
-    | (7 << 9)
-    | pte::NX
-    | pte::ADDR_MASK;
-const L1_CACHE: u64 = pte::PWT | pte::PCD | (1 << 7);
-/// Xen's _PAGE_GUEST_KERNEL marker on kernel-only mappings.
-const PAGE_GUEST_KERNEL: u64 = 1 << 52;
-
-/// update_va_mapping(va, new PTE, flags).
+/// update_va_mapping(va, new PTE, flags): replaces the L1 entry mapping `va` in the current
+/// kernel page tables, with the same checks as mmu_update.
 pub fn update_va_mapping(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
     let (va, val, flags) = (a[0], a[1], a[2]);
     if !addr_ok(va) || !is_canonical(va) {
         return Err(Errno::EINVAL).into();
     }
-    // Find the L1 entry through the current kernel tables.
-    let mut table = c.dom.vcpus[c.vcpu].guest_table;
-    for level in (2..=4).rev() {
-        let e = crate::mm::frame_table(table)[((va >> (12 + 9 * (level - 1))) & 511) as usize];
-        if e & pte::PRESENT == 0 || e & pte::PSE != 0 {
-            return Err(Errno::EINVAL).into();
-        }
-        table = (e & pte::ADDR_MASK) >> 12;
-        if !c.dom.pagetables.contains(&table) {
-            return Err(Errno::EINVAL).into();
-        }
+    let Some(l1) = crate::mmu::l1_table_of(c.dom.vcpus[c.vcpu].guest_table, va) else {
+        return Err(Errno::EINVAL).into();
+    };
+    let ptdom = c.dom.ptdom();
+    let r = crate::mm::with_frames(|ft, mem| {
+        ft.mod_entry(mem, l1, ((va >> 12) & 511) as usize, val, ptdom, false)
+    });
+    if let Err(e) = r {
+        return Err(e).into();
     }
-    let mut new = val;
-    if val & pte::PRESENT != 0 {
-        let allowed = L1_ALLOWED | if c.dom.privileged { L1_CACHE } else { 0 };
-        if val & !allowed != 0 {
-            return Err(Errno::EINVAL).into();
-        }
-        let mfn = (val & pte::ADDR_MASK) >> 12;
-        if !c.dom.may_map(mfn) {
-            return Err(Errno::EINVAL).into();
-        }
-        if val & pte::RW != 0 && c.dom.pagetables.contains(&mfn) {
-            return Err(Errno::EINVAL).into();
-        }
-        if val & pte::USER == 0 {
-            new |= pte::USER | PAGE_GUEST_KERNEL;
-        }
-    }
-    crate::mm::frame_table(table)[((va >> 12) & 511) as usize] = new;
-    match flags & 3 {
-        0 => {}
-        1 => xenolith_arch::instr::flush_tlb_local(),
-        2 => xenolith_arch::instr::invlpg(va),
-        _ => return Err(Errno::EINVAL).into(),
+    if let Err(e) = crate::mmu::flush_for_uvmf(c, flags, va) {
+        return Err(e).into();
     }
     Ok(0).into()
 }

@@ -104,12 +104,17 @@ fn writable_frame_cannot_become_a_table() {
 #[test]
 fn self_mapping_and_foreign_frames_refused() {
     let (mut ft, mut mem) = setup();
-    mem.write(1, 5, e(1, 0));
+    mem.write(1, 5, e(1, pte::RW));
     assert_eq!(
         ft.pin(&mut mem, 1, 1, D),
         Err(Errno::EINVAL),
-        "linear self-map"
+        "writable self-map"
     );
+    mem.write(1, 5, e(1, 0));
+    ft.pin(&mut mem, 1, 1, D).unwrap();
+    ft.unpin(&mut mem, 1, D).unwrap();
+    mem.write(2, 0, e(2, 0));
+    assert_eq!(ft.pin(&mut mem, 2, 2, D), Err(Errno::EINVAL), "linear L2");
     mem.write(1, 5, e(OWNED, 0));
     assert_eq!(
         ft.pin(&mut mem, 1, 1, D),

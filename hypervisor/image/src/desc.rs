@@ -1,0 +1,222 @@
+//! Guest descriptor tables: the GDT window, set_gdt, update_descriptor and MMUEXT_SET_LDT.
+//!
+//! The hardware GDT of the CPU is a 15-page window at `GDT_VIRT` in the hypervisor's slot 260:
+//! pages 0-13 show the guest's GDT frames (or a zero page), page 14 the hypervisor's own
+//! entries at byte 0xE000 as Xen lays them out. The LDT is a 16-page window after it,
+//! described by the LDT selector 0xe050. Guest descriptor frames are typed `SegDesc` while
+//! installed, so the guest can never map them writable; the window maps them writable for the
+//! hypervisor only, because the CPU sets accessed bits in descriptors it loads.
+use xen_abi::errno::Errno;
+use xenolith_core::pagetype::PageType;
+
+use crate::guestmem::addr_ok;
+use crate::hypercall::{Ctx, Outcome};
+use crate::mm::{pte, with_frames};
+
+/// Virtual base of the GDT window.
+pub const GDT_VIRT: u64 = 0xffff_8200_0000_0000;
+/// Virtual base of the LDT window.
+pub const LDT_VIRT: u64 = GDT_VIRT + 16 * 4096;
+/// Guest-owned GDT pages (entries below byte 0xE000).
+pub const GUEST_GDT_PAGES: usize = 14;
+/// Most guest GDT entries.
+pub const MAX_GDT_ENTRIES: u64 = (GUEST_GDT_PAGES * 512) as u64;
+/// Most LDT entries.
+pub const MAX_LDT_ENTRIES: u64 = 8192;
+/// LDT selector in the hypervisor's GDT page.
+pub const LDT_SELECTOR: u16 = 0xe050;
+
+const WINDOW_FLAGS: u64 = pte::PRESENT | pte::RW | pte::ACCESSED | pte::DIRTY | pte::NX;
+const TABLE_FLAGS: u64 = pte::PRESENT | pte::RW | pte::ACCESSED;
+
+static ZERO_PAGE: spin::Once<u64> = spin::Once::new();
+static HYP_GDT_PAGE: spin::Once<u64> = spin::Once::new();
+
+fn zero_page() -> u64 {
+    *ZERO_PAGE.call_once(|| {
+        crate::mm::alloc_frame().unwrap_or_else(|| crate::fatal("out of memory for the GDT"))
+    })
+}
+
+fn map_window_page(va: u64, mfn: u64, writable: bool) {
+    let flags = if writable {
+        WINDOW_FLAGS
+    } else {
+        WINDOW_FLAGS & !pte::RW
+    };
+    if crate::mm::map_hypervisor_page(va, mfn, flags, TABLE_FLAGS).is_none() {
+        crate::fatal("out of memory for the descriptor-table window");
+    }
+    xenolith_arch::instr::invlpg(va);
+}
+
+/// Builds the window with the hypervisor's GDT page and returns its frame.
+pub fn init_window() -> u64 {
+    let hyp = *HYP_GDT_PAGE.call_once(|| {
+        crate::mm::alloc_frame().unwrap_or_else(|| crate::fatal("out of memory for the GDT"))
+    });
+    for i in 0..GUEST_GDT_PAGES {
+        map_window_page(GDT_VIRT + i as u64 * 4096, zero_page(), false);
+    }
+    map_window_page(GDT_VIRT + GUEST_GDT_PAGES as u64 * 4096, hyp, true);
+    for i in 0..16 {
+        map_window_page(LDT_VIRT + i * 4096, zero_page(), false);
+    }
+    hyp
+}
+
+/// set_gdt(frame_list, entries).
+pub fn set_gdt(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
+    let (list, entries) = (a[0], a[1]);
+    if entries > MAX_GDT_ENTRIES {
+        return Err(Errno::EINVAL).into();
+    }
+    let nr = entries.div_ceil(512) as usize;
+    let mut frames = [0u64; GUEST_GDT_PAGES];
+    for (i, f) in frames.iter_mut().enumerate().take(nr) {
+        match c.mem().read_obj::<u64>(list + i as u64 * 8) {
+            Ok(m) => *f = m,
+            Err(e) => return Err(e).into(),
+        }
+    }
+    let ptdom = c.dom.ptdom();
+    // Take the new frames first: all or nothing.
+    let taken = with_frames(|ft, mem| {
+        for (i, &m) in frames.iter().enumerate().take(nr) {
+            if let Err(e) = ft.get_page_and_type(mem, m, PageType::SegDesc, ptdom) {
+                for &t in &frames[..i] {
+                    ft.put_page_and_type(mem, t);
+                }
+                return Err(e);
+            }
+        }
+        Ok(())
+    });
+    if let Err(e) = taken {
+        return Err(e).into();
+    }
+    let v = &mut c.dom.vcpus[c.vcpu];
+    let old = v.gdt_frames;
+    let old_nr = v.gdt_nr;
+    v.gdt_frames = frames;
+    v.gdt_nr = nr;
+    v.gdt_ents = entries;
+    with_frames(|ft, mem| {
+        for &m in &old[..old_nr] {
+            ft.put_page_and_type(mem, m);
+        }
+    });
+    install_gdt(v);
+    Ok(0).into()
+}
+
+/// Maps a vCPU's GDT frames into the window.
+pub fn install_gdt(v: &crate::domain::Vcpu) {
+    for i in 0..GUEST_GDT_PAGES {
+        let va = GDT_VIRT + i as u64 * 4096;
+        if i < v.gdt_nr {
+            map_window_page(va, v.gdt_frames[i], true);
+        } else {
+            map_window_page(va, zero_page(), false);
+        }
+    }
+}
+
+/// update_descriptor(machine address, descriptor).
+pub fn update_descriptor(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
+    let (pa, desc) = (a[0], a[1]);
+    if pa & 7 != 0 {
+        return Err(Errno::EINVAL).into();
+    }
+    let Some(fixed) = xenolith_core::descriptor::fixup(desc) else {
+        return Err(Errno::EINVAL).into();
+    };
+    let mfn = pa >> 12;
+    let idx = ((pa & 0xfff) >> 3) as usize;
+    let ptdom = c.dom.ptdom();
+    let r = with_frames(|ft, mem| {
+        if !ft.owned_by(mfn, ptdom.id) {
+            return Err(Errno::EINVAL);
+        }
+        let ty = ft.get(mfn).map(|p| (p.ty, p.type_count));
+        let as_type = match ty {
+            Some((PageType::SegDesc, n)) if n > 0 => PageType::SegDesc,
+            _ => PageType::Writable,
+        };
+        ft.get_page_and_type(mem, mfn, as_type, ptdom)?;
+        crate::mm::table_of(mfn)[idx] = fixed;
+        ft.put_page_and_type(mem, mfn);
+        Ok(())
+    });
+    r.map(|()| 0).into()
+}
+
+/// MMUEXT_SET_LDT(linear address, entries).
+pub fn set_ldt(c: &mut Ctx<'_>, base: u64, ents: u64) -> Result<(), Errno> {
+    if base & 0xfff != 0 || !addr_ok(base) || ents > MAX_LDT_ENTRIES {
+        return Err(Errno::EINVAL);
+    }
+    let nr = (ents * 8).div_ceil(4096) as usize;
+    let mut frames = [0u64; 16];
+    for (i, f) in frames.iter_mut().enumerate().take(nr) {
+        *f = c.mem().translate(base + i as u64 * 4096, false)?;
+    }
+    let ptdom = c.dom.ptdom();
+    with_frames(|ft, mem| {
+        for (i, &m) in frames.iter().enumerate().take(nr) {
+            if let Err(e) = ft.get_page_and_type(mem, m, PageType::SegDesc, ptdom) {
+                for &t in &frames[..i] {
+                    ft.put_page_and_type(mem, t);
+                }
+                return Err(e);
+            }
+        }
+        Ok(())
+    })?;
+    let v = &mut c.dom.vcpus[c.vcpu];
+    let (old, old_nr) = (v.ldt_frames, v.ldt_nr);
+    v.ldt_frames = frames;
+    v.ldt_nr = nr;
+    v.ldt_ents = ents;
+    with_frames(|ft, mem| {
+        for &m in &old[..old_nr] {
+            ft.put_page_and_type(mem, m);
+        }
+    });
+    install_ldt(v);
+    Ok(())
+}
+
+/// Maps a vCPU's LDT and loads the LDT register (or disables the LDT).
+pub fn install_ldt(v: &crate::domain::Vcpu) {
+    for i in 0..16 {
+        let va = LDT_VIRT + i as u64 * 4096;
+        if i < v.ldt_nr {
+            map_window_page(va, v.ldt_frames[i], true);
+        } else {
+            map_window_page(va, zero_page(), false);
+        }
+    }
+    let Some(&hyp) = HYP_GDT_PAGE.get() else {
+        return;
+    };
+    let gdt = crate::mm::table_of(hyp);
+    if v.ldt_ents == 0 {
+        gdt[(LDT_SELECTOR as usize & 0xfff) / 8] = 0;
+        gdt[(LDT_SELECTOR as usize & 0xfff) / 8 + 1] = 0;
+        // SAFETY: a null selector disables the LDT.
+        unsafe { xenolith_arch::instr::lldt(0) };
+        return;
+    }
+    let limit = v.ldt_ents * 8 - 1;
+    let lo = (limit & 0xffff)
+        | ((LDT_VIRT & 0xff_ffff) << 16)
+        | (0x82 << 40)
+        | (((limit >> 16) & 0xf) << 48)
+        | (((LDT_VIRT >> 24) & 0xff) << 56);
+    gdt[(LDT_SELECTOR as usize & 0xfff) / 8] = lo;
+    gdt[(LDT_SELECTOR as usize & 0xfff) / 8 + 1] = LDT_VIRT >> 32;
+    // SAFETY: the selector names the LDT descriptor just written, describing the LDT window
+    // whose pages are mapped above.
+    unsafe { xenolith_arch::instr::lldt(LDT_SELECTOR) };
+}

@@ -1,0 +1,264 @@
+//! Direct paging hypercalls: mmu_update, mmuext_op, set_gdt, update_descriptor.
+//!
+//! Every change to a guest page table goes through `FrameTable::mod_entry`, every pin and root
+//! through typed references, so the rules of `xenolith_core::pagetype` hold at all times.
+//! Batches are preemptible with Xen's continuation encoding (count | MMU_UPDATE_PREEMPTED,
+//! progress accumulated in *pdone).
+use xen_abi::errno::Errno;
+use xenolith_core::pagetype::PageType;
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+use crate::hypercall::{Ctx, Outcome};
+use crate::mm::{pte, table_of, with_frames};
+
+/// Marks a continued batch in the count argument.
+const PREEMPTED: u64 = 1 << 31;
+/// Requests handled per invocation before a continuation.
+const BATCH: u64 = 512;
+const DOMID_SELF: u64 = 0x7ff0;
+
+/// The L1 table that maps `va` under root `root`, if the upper levels are present.
+pub fn l1_table_of(root: u64, va: u64) -> Option<u64> {
+    let mut table = root;
+    for level in (2..=4).rev() {
+        let e = table_of(table)[((va >> (12 + 9 * (level - 1))) & 511) as usize];
+        if e & pte::PRESENT == 0 || e & pte::PSE != 0 {
+            return None;
+        }
+        table = (e & pte::ADDR_MASK) >> 12;
+    }
+    Some(table)
+}
+
+/// Performs the TLB flush an update_va_mapping `flags` word asks for (UVMF_*). With a vCPU
+/// bitmap pointer in the upper bits (UVMF_MULTI), the bitmap must be readable.
+pub fn flush_for_uvmf(c: &mut Ctx<'_>, flags: u64, va: u64) -> Result<(), Errno> {
+    let ptr = flags & !7;
+    if flags & 4 == 0 && ptr != 0 {
+        c.mem().read_obj::<u64>(ptr)?;
+    }
+    match flags & 3 {
+        1 => xenolith_arch::instr::flush_tlb_local(),
+        2 => xenolith_arch::instr::invlpg(va),
+        3 => return Err(Errno::EINVAL),
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Checks the foreign-domain argument: only the caller itself exists here.
+fn check_foreigndom(c: &Ctx<'_>, foreigndom: u64) -> Result<(), Errno> {
+    let f = foreigndom & 0xffff;
+    if f == DOMID_SELF || f == u64::from(c.dom.id) {
+        Ok(())
+    } else {
+        Err(Errno::ESRCH)
+    }
+}
+
+#[repr(C)]
+#[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
+struct MmuUpdate {
+    ptr: u64,
+    val: u64,
+}
+
+/// Applies one mmu_update request.
+fn mmu_update_one(c: &mut Ctx<'_>, req: &MmuUpdate) -> Result<(), Errno> {
+    let ptdom = c.dom.ptdom();
+    let cmd = req.ptr & 7;
+    let mfn = req.ptr >> 12;
+    match cmd {
+        0 | 2 => {
+            let idx = ((req.ptr & 0xfff) >> 3) as usize;
+            with_frames(|ft, mem| {
+                if !ft.owned_by(mfn, ptdom.id) {
+                    return Err(Errno::EINVAL);
+                }
+                let p = *ft.get(mfn).ok_or(Errno::EINVAL)?;
+                if p.ty.level().is_some() && p.type_count > 0 {
+                    ft.mod_entry(mem, mfn, idx, req.val, ptdom, cmd == 2)
+                } else {
+                    // Not a page table: an ordinary write to a page the guest may write.
+                    ft.get_page_type(mem, mfn, PageType::Writable, ptdom)?;
+                    table_of(mfn)[idx] = req.val;
+                    ft.put_page_type(mem, mfn);
+                    Ok(())
+                }
+            })
+        }
+        1 => {
+            if !c.dom.owns(mfn) {
+                return Err(Errno::EINVAL);
+            }
+            crate::mm::set_m2p(mfn, req.val);
+            Ok(())
+        }
+        _ => Err(Errno::ENOSYS),
+    }
+}
+
+/// Runs a batch of `count` fixed-size requests at `list`, with continuation and *pdone
+/// bookkeeping shared by mmu_update and mmuext_op.
+fn batch<T: FromBytes + IntoBytes>(
+    c: &mut Ctx<'_>,
+    a: [u64; 5],
+    one: fn(&mut Ctx<'_>, &T) -> Result<(), Errno>,
+) -> Outcome {
+    let (list, count_arg, pdone, foreigndom) = (a[0], a[1], a[2], a[3]);
+    if let Err(e) = check_foreigndom(c, foreigndom) {
+        return Err(e).into();
+    }
+    let size = core::mem::size_of::<T>() as u64;
+    let mut done_before = 0u64;
+    let count = if count_arg & PREEMPTED != 0 {
+        if pdone != 0 {
+            done_before = u64::from(c.mem().read_obj::<u32>(pdone).unwrap_or(0));
+        }
+        count_arg & !PREEMPTED & 0xffff_ffff
+    } else {
+        count_arg & 0xffff_ffff
+    };
+    let mut i = 0u64;
+    let mut rc = Ok(0);
+    while i < count {
+        if i == BATCH {
+            if pdone != 0 {
+                let _ = c.mem().write_obj(pdone, &((done_before + i) as u32));
+            }
+            c.regs.rdi = list + i * size;
+            c.regs.rsi = (count - i) | PREEMPTED;
+            crate::mm::flush_if_needed();
+            return Outcome::Continue;
+        }
+        let req: T = match c.mem().read_obj(list + i * size) {
+            Ok(r) => r,
+            Err(e) => {
+                rc = Err(e);
+                break;
+            }
+        };
+        if let Err(e) = one(c, &req) {
+            rc = Err(e);
+            break;
+        }
+        i += 1;
+    }
+    if pdone != 0 {
+        let _ = c.mem().write_obj(pdone, &((done_before + i) as u32));
+    }
+    crate::mm::flush_if_needed();
+    rc.into()
+}
+
+/// mmu_update(reqs, count, pdone, foreigndom).
+pub fn mmu_update(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
+    batch::<MmuUpdate>(c, a, mmu_update_one)
+}
+
+#[repr(C)]
+#[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
+struct MmuextOp {
+    cmd: u32,
+    pad: u32,
+    arg1: u64,
+    arg2: u64,
+}
+
+/// Replaces a root reference: takes an L4 type reference on `new` (0 = none), drops `old`.
+fn replace_root(c: &Ctx<'_>, old: u64, new: u64) -> Result<(), Errno> {
+    let ptdom = c.dom.ptdom();
+    with_frames(|ft, mem| {
+        if new != 0 {
+            ft.get_page_and_type(mem, new, PageType::L4, ptdom)?;
+        }
+        if old != 0 {
+            ft.put_page_and_type(mem, old);
+        }
+        Ok(())
+    })
+}
+
+fn mmuext_one(c: &mut Ctx<'_>, op: &MmuextOp) -> Result<(), Errno> {
+    let ptdom = c.dom.ptdom();
+    let v = c.vcpu;
+    match op.cmd {
+        0..=3 => with_frames(|ft, mem| ft.pin(mem, op.arg1, op.cmd as u8 + 1, ptdom)),
+        4 => with_frames(|ft, mem| ft.unpin(mem, op.arg1, ptdom)),
+        5 => {
+            let old = c.dom.vcpus[v].guest_table;
+            if op.arg1 == old {
+                xenolith_arch::instr::flush_tlb_local();
+                return Ok(());
+            }
+            replace_root(c, old, op.arg1)?;
+            c.dom.vcpus[v].guest_table = op.arg1;
+            if c.dom.vcpus[v].kernel_mode {
+                crate::sched::load_cr3(&c.dom.vcpus[v]);
+            }
+            Ok(())
+        }
+        15 => {
+            let old = c.dom.vcpus[v].guest_table_user;
+            if op.arg1 == old {
+                return Ok(());
+            }
+            replace_root(c, old, op.arg1)?;
+            c.dom.vcpus[v].guest_table_user = op.arg1;
+            if !c.dom.vcpus[v].kernel_mode {
+                crate::sched::load_cr3(&c.dom.vcpus[v]);
+            }
+            Ok(())
+        }
+        6 | 10 => {
+            xenolith_arch::instr::flush_tlb_local();
+            Ok(())
+        }
+        8 => {
+            c.mem().read_obj::<u64>(op.arg2)?;
+            xenolith_arch::instr::flush_tlb_local();
+            Ok(())
+        }
+        7 | 11 => {
+            xenolith_arch::instr::invlpg(op.arg1);
+            Ok(())
+        }
+        9 => {
+            c.mem().read_obj::<u64>(op.arg2)?;
+            xenolith_arch::instr::invlpg(op.arg1);
+            Ok(())
+        }
+        12 | 18 => {
+            if !c.dom.privileged {
+                return Err(Errno::EACCES);
+            }
+            xenolith_arch::instr::wbinvd();
+            Ok(())
+        }
+        13 => crate::desc::set_ldt(c, op.arg1, op.arg2),
+        16 => with_frames(|ft, mem| {
+            ft.get_page_and_type(mem, op.arg1, PageType::Writable, ptdom)?;
+            crate::mm::frame_bytes(op.arg1).fill(0);
+            ft.put_page_and_type(mem, op.arg1);
+            Ok(())
+        }),
+        17 => with_frames(|ft, mem| {
+            ft.get_page(op.arg2, ptdom.id)?;
+            if let Err(e) = ft.get_page_and_type(mem, op.arg1, PageType::Writable, ptdom) {
+                ft.put_page(op.arg2);
+                return Err(e);
+            }
+            let src = *crate::mm::frame_bytes(op.arg2);
+            crate::mm::frame_bytes(op.arg1).copy_from_slice(&src);
+            ft.put_page_and_type(mem, op.arg1);
+            ft.put_page(op.arg2);
+            Ok(())
+        }),
+        _ => Err(Errno::ENOSYS),
+    }
+}
+
+/// mmuext_op(ops, count, pdone, foreigndom).
+pub fn mmuext_op(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
+    batch::<MmuextOp>(c, a, mmuext_one)
+}
