@@ -219,3 +219,39 @@ pub fn wbinvd() {
     // SAFETY: flushing caches has no effect on memory contents.
     unsafe { asm!("wbinvd", options(nostack, preserves_flags)) }
 }
+
+/// Reads debug register `n` (0-3, 6, 7).
+pub fn read_dr(n: u8) -> u64 {
+    let v: u64;
+    // SAFETY: reading a debug register has no side effect.
+    unsafe {
+        match n {
+            0 => asm!("mov {}, dr0", out(reg) v, options(nomem, nostack, preserves_flags)),
+            1 => asm!("mov {}, dr1", out(reg) v, options(nomem, nostack, preserves_flags)),
+            2 => asm!("mov {}, dr2", out(reg) v, options(nomem, nostack, preserves_flags)),
+            3 => asm!("mov {}, dr3", out(reg) v, options(nomem, nostack, preserves_flags)),
+            6 => asm!("mov {}, dr6", out(reg) v, options(nomem, nostack, preserves_flags)),
+            _ => asm!("mov {}, dr7", out(reg) v, options(nomem, nostack, preserves_flags)),
+        }
+    }
+    v
+}
+
+/// Writes debug register `n` (0-3, 6, 7).
+///
+/// # Safety
+/// Breakpoint addresses must not cover hypervisor code or data the hypervisor cannot take a
+/// #DB on, and DR7 must not enable general detection or I/O breakpoints.
+pub unsafe fn write_dr(n: u8, v: u64) {
+    // SAFETY: per the caller's contract.
+    unsafe {
+        match n {
+            0 => asm!("mov dr0, {}", in(reg) v, options(nomem, nostack, preserves_flags)),
+            1 => asm!("mov dr1, {}", in(reg) v, options(nomem, nostack, preserves_flags)),
+            2 => asm!("mov dr2, {}", in(reg) v, options(nomem, nostack, preserves_flags)),
+            3 => asm!("mov dr3, {}", in(reg) v, options(nomem, nostack, preserves_flags)),
+            6 => asm!("mov dr6, {}", in(reg) v, options(nomem, nostack, preserves_flags)),
+            _ => asm!("mov dr7, {}", in(reg) v, options(nomem, nostack, preserves_flags)),
+        }
+    }
+}

@@ -16,8 +16,10 @@
 //!   of its frames are zero again.
 //!
 //! Entries of hypervisor L4 slots (256-271) are owned by the hypervisor: validation skips
-//! them and the caller stamps them after promotion. Superpages and linear (recursive) L2-L4
-//! entries are refused; an L1 may map itself (or any table) read-only.
+//! them and `FrameMemory::init_hypervisor_l4_slots` stamps them after promotion. Superpages
+//! are refused. An L2-L4 may map *itself* read-only (a recursive mapping), which takes no
+//! reference; a read-only reference to *another* table of the same level (Xen's general
+//! linear page tables) is refused. An L1 may map itself (or any table) read-only.
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -131,6 +133,9 @@ pub trait FrameMemory {
     fn read(&self, mfn: Mfn, idx: usize) -> u64;
     /// Writes 64-bit entry `idx` of frame `mfn`.
     fn write(&mut self, mfn: Mfn, idx: usize, val: u64);
+    /// Fills the hypervisor's slots (256-271) of an L4 that has just been validated, so it
+    /// can be loaded into CR3.
+    fn init_hypervisor_l4_slots(&mut self, mfn: Mfn);
 }
 
 /// The domain on whose behalf an operation runs.
@@ -331,8 +336,15 @@ impl FrameTable {
             return Err(BAD);
         }
         if p.type_count > 0 {
+            // A frame in use as something else. Xen answers -EBUSY when a writable mapping
+            // is asked of a table or descriptor page, -EINVAL when a table type is asked of a
+            // frame in other use.
             if p.ty != ty || !p.validated {
-                return Err(BAD);
+                return Err(if ty == PageType::Writable {
+                    Errno::EBUSY
+                } else {
+                    BAD
+                });
             }
             if p.type_count >= MAX_COUNT {
                 return Err(BAD);
@@ -397,11 +409,18 @@ impl FrameTable {
         self.put_page(mfn)
     }
 
+    /// Whether an entry of table `table` is a read-only reference to the table itself (a
+    /// recursive, "linear" mapping at L2-L4), which holds no reference.
+    pub fn is_self_linear(level: u8, table: Mfn, e: u64) -> bool {
+        level > 1 && e & pte::PRESENT != 0 && e & pte::RW == 0 && mfn_of(e) == table
+    }
+
     /// Takes the references a present entry of a level-`level` table implies.
     fn get_entry_refs(
         &mut self,
         mem: &mut dyn FrameMemory,
         level: u8,
+        table: Mfn,
         e: u64,
         dom: Dom,
     ) -> Result<(), Errno> {
@@ -410,6 +429,9 @@ impl FrameTable {
         }
         if e & disallowed(level, dom) != 0 {
             return Err(BAD);
+        }
+        if Self::is_self_linear(level, table, e) {
+            return Ok(());
         }
         let target = mfn_of(e);
         if level == 1 {
@@ -430,8 +452,8 @@ impl FrameTable {
     }
 
     /// Releases the references of a present entry.
-    fn put_entry_refs(&mut self, mem: &mut dyn FrameMemory, level: u8, e: u64) {
-        if e & pte::PRESENT == 0 {
+    fn put_entry_refs(&mut self, mem: &mut dyn FrameMemory, level: u8, table: Mfn, e: u64) {
+        if e & pte::PRESENT == 0 || Self::is_self_linear(level, table, e) {
             return;
         }
         let target = mfn_of(e);
@@ -478,7 +500,7 @@ impl FrameTable {
             let e = mem.read(mfn, i);
             // A self-reference of an L2-L4 (a linear page table) fails the child-type check;
             // an L1 may map itself read-only (a writable self-map fails the type check).
-            if let Err(err) = self.get_entry_refs(mem, level, e, dom) {
+            if let Err(err) = self.get_entry_refs(mem, level, mfn, e, dom) {
                 self.unwind(mem, mfn, level, &idx[..n]);
                 return Err(err);
             }
@@ -487,13 +509,16 @@ impl FrameTable {
                 mem.write(mfn, i, adjusted);
             }
         }
+        if level == 4 {
+            mem.init_hypervisor_l4_slots(mfn);
+        }
         Ok(())
     }
 
     fn unwind(&mut self, mem: &mut dyn FrameMemory, mfn: Mfn, level: u8, done: &[usize]) {
         for &i in done {
             let e = mem.read(mfn, i);
-            self.put_entry_refs(mem, level, e);
+            self.put_entry_refs(mem, level, mfn, e);
         }
     }
 
@@ -538,9 +563,9 @@ impl FrameTable {
             mem.write(table, idx, adjusted);
             return Ok(());
         }
-        self.get_entry_refs(mem, level, new, dom)?;
+        self.get_entry_refs(mem, level, table, new, dom)?;
         mem.write(table, idx, adjusted);
-        self.put_entry_refs(mem, level, old);
+        self.put_entry_refs(mem, level, table, old);
         if old & pte::PRESENT != 0 {
             self.flush_needed = true;
         }

@@ -110,3 +110,8 @@ pub fn read_byte() -> Option<u8> {
     }
     Some(inb(base))
 }
+
+/// The UART base in use (0 if none).
+pub fn port() -> u16 {
+    PORT.load(Ordering::Relaxed)
+}

@@ -81,6 +81,7 @@ pub fn build(cmd: &CmdLine, bi: &BootInfo) -> Result<Box<Domain>, BuildError> {
         privileged: true,
         p2m: Vec::new(),
         max_pages: 0,
+        tot_pages: 0,
         shared_info_mfn: 0,
         vm_assist: 0,
         shutdown: None,
@@ -138,6 +139,7 @@ pub fn build(cmd: &CmdLine, bi: &BootInfo) -> Result<Box<Domain>, BuildError> {
 
     let mut dom = Box::new(dom_template);
     dom.max_pages = nr_pages;
+    dom.tot_pages = nr_pages;
     dom.p2m.reserve_exact(nr_pages as usize);
     for pfn in 0..nr_pages {
         let Some(mfn) = alloc_frame() else {
@@ -237,7 +239,6 @@ pub fn build(cmd: &CmdLine, bi: &BootInfo) -> Result<Box<Domain>, BuildError> {
         }
         table_of(table)[((va >> 12) & 511) as usize] = leaf;
     }
-    crate::mm::install_hypervisor_slots(table_of(l4));
 
     // shared_info.
     let Some(si_mfn) = alloc_frame() else {
@@ -294,6 +295,7 @@ pub fn build(cmd: &CmdLine, bi: &BootInfo) -> Result<Box<Domain>, BuildError> {
             e.name()
         );
     }
+    crate::mm::fill_ro_mpt(l4);
 
     let mut v = Vcpu::new(0, si_mfn << 12);
     v.guest_table = l4;

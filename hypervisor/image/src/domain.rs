@@ -54,6 +54,13 @@ pub struct Vcpu {
     pub vcpu_info_maddr: u64,
     /// Virtual CR0.TS.
     pub virtual_ts: bool,
+    /// Virtual IOPL (PHYSDEVOP_set_iopl).
+    pub iopl: u8,
+    /// Guest virtual address and port count of the I/O bitmap (PHYSDEVOP_set_iobitmap).
+    pub iobmp: u64,
+    pub iobmp_limit: u32,
+    /// Virtual debug registers (index 0-3, 6, 7).
+    pub dr: [u64; 8],
     /// Guest GDT frames (set_gdt) and entry count.
     pub gdt_frames: [u64; 14],
     pub gdt_nr: usize,
@@ -87,6 +94,10 @@ impl Vcpu {
             gs_base_user: 0,
             vcpu_info_maddr,
             virtual_ts: false,
+            iopl: 0,
+            iobmp: 0,
+            iobmp_limit: 0,
+            dr: [0, 0, 0, 0, 0, 0, 0xffff_0ff0, 0x400],
             gdt_frames: [0; 14],
             gdt_nr: 0,
             gdt_ents: 0,
@@ -123,6 +134,8 @@ pub struct Domain {
     /// pfn -> mfn.
     pub p2m: Vec<u64>,
     pub max_pages: u64,
+    /// Pages the domain holds as RAM.
+    pub tot_pages: u64,
     pub shared_info_mfn: u64,
     /// Enabled VMASST_TYPE_* bits.
     pub vm_assist: u64,
@@ -147,11 +160,6 @@ impl Domain {
             id: self.id,
             cache_attrs: self.privileged,
         }
-    }
-
-    /// Pages currently allocated to the domain.
-    pub fn tot_pages(&self) -> u64 {
-        self.p2m.len() as u64
     }
 }
 

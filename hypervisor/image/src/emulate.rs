@@ -1,20 +1,96 @@
-//! Emulation of what a PV kernel still executes and Xen emulates: so far CPUID through the
-//! forced-emulation prefix. Privileged-instruction emulation on #GP(0) is not built yet: those
-//! instructions get #GP, as Xen gives for everything it does not emulate.
-use crate::domain::Domain;
+//! Emulation of what a deprivileged PV kernel still executes: privileged instructions on
+//! #GP(0), CPUID behind the forced-emulation prefix on #UD, and page-table writes on #PF
+//! (VMASST writable_pagetables). Instructions are decoded with `xenolith_x86::decode`
+//! (iced-x86); anything not emulated gets the fault the hardware raised, as on Xen.
+use xen_abi::errno::Errno;
+use xenolith_arch::msr::{rdmsr, wrmsr, Msr};
+use xenolith_core::pagetype::PageType;
+use xenolith_x86::decode::{decode, Op, Port};
+use xenolith_x86::ptwr;
+
+use crate::domain::{Domain, Vcpu};
 use crate::guestmem::GuestMem;
 use crate::percpu::GuestRegs;
 
 /// Xen's forced-emulation prefix: `ud2; .ascii "xen"`.
 pub const FEP: [u8; 5] = [0x0f, 0x0b, b'x', b'e', b'n'];
 
+/// Fetches up to 15 instruction bytes at RIP (fewer if the next page is not readable).
+fn fetch(dom: &Domain, rip: u64) -> ([u8; 15], usize) {
+    let mem = GuestMem::current(dom, dom.vcpus[0].current_root());
+    let mut buf = [0u8; 15];
+    let first = (4096 - (rip & 0xfff) as usize).min(15);
+    if mem.read(rip, &mut buf[..first]).is_err() {
+        return (buf, 0);
+    }
+    let mut n = first;
+    if first < 15 && mem.read(rip + first as u64, &mut buf[first..]).is_ok() {
+        n = 15;
+    }
+    (buf, n)
+}
+
+/// General-purpose register by encoding number.
+pub fn gpr(r: &GuestRegs, n: u8) -> u64 {
+    match n & 15 {
+        0 => r.rax,
+        1 => r.rcx,
+        2 => r.rdx,
+        3 => r.rbx,
+        4 => r.rsp,
+        5 => r.rbp,
+        6 => r.rsi,
+        7 => r.rdi,
+        8 => r.r8,
+        9 => r.r9,
+        10 => r.r10,
+        11 => r.r11,
+        12 => r.r12,
+        13 => r.r13,
+        14 => r.r14,
+        _ => r.r15,
+    }
+}
+
+/// Sets a general-purpose register by encoding number.
+pub fn set_gpr(r: &mut GuestRegs, n: u8, v: u64) {
+    let slot = match n & 15 {
+        0 => &mut r.rax,
+        1 => &mut r.rcx,
+        2 => &mut r.rdx,
+        3 => &mut r.rbx,
+        4 => &mut r.rsp,
+        5 => &mut r.rbp,
+        6 => &mut r.rsi,
+        7 => &mut r.rdi,
+        8 => &mut r.r8,
+        9 => &mut r.r9,
+        10 => &mut r.r10,
+        11 => &mut r.r11,
+        12 => &mut r.r12,
+        13 => &mut r.r13,
+        14 => &mut r.r14,
+        _ => &mut r.r15,
+    };
+    *slot = v;
+}
+
+struct RegsView<'a>(&'a mut GuestRegs);
+
+impl ptwr::Regs for RegsView<'_> {
+    fn get(&self, r: u8) -> u64 {
+        gpr(self.0, r)
+    }
+    fn set(&mut self, r: u8, v: u64) {
+        set_gpr(self.0, r, v);
+    }
+}
+
 /// Emulates the instruction after a forced-emulation prefix at RIP (CPUID only). Returns
 /// false if RIP holds no prefix or the instruction is not CPUID, so the caller injects #UD.
 pub fn forced_emulation(dom: &mut Domain, regs: &mut GuestRegs) -> bool {
-    let v = &dom.vcpus[0];
-    let mem = GuestMem::current(dom, v.current_root());
-    let mut insn = [0u8; 7];
-    if mem.read(regs.rip, &mut insn).is_err() || insn[..5] != FEP || insn[5..] != [0x0f, 0xa2] {
+    let (insn, n) = fetch(dom, regs.rip);
+    if n < 7 || insn[..5] != FEP || insn[5..7] != [0x0f, 0xa2] {
         return false;
     }
     let r = crate::cpuid::guest_cpuid(dom, regs.rax as u32, regs.rcx as u32);
@@ -26,7 +102,373 @@ pub fn forced_emulation(dom: &mut Domain, regs: &mut GuestRegs) -> bool {
     true
 }
 
-/// Privileged-operation emulation on #GP(0): not built yet.
-pub fn privileged_op(_dom: &mut Domain, _regs: &mut GuestRegs) -> bool {
-    false
+fn is_canonical(a: u64) -> bool {
+    let top = a >> 47;
+    top == 0 || top == 0x1ffff
+}
+
+const EFER_VISIBLE: u64 = (1 << 0) | (1 << 8) | (1 << 10) | (1 << 11); // SCE LME LMA NXE
+const MSR_TSC: u32 = 0x10;
+const MSR_APIC_BASE: u32 = 0x1b;
+const MSR_MISC_ENABLE: u32 = 0x1a0;
+const MSR_DEBUGCTL: u32 = 0x1d9;
+const MSR_PAT: u32 = 0x277;
+const MSR_EFER: u32 = 0xc000_0080;
+const MSR_FS_BASE: u32 = 0xc000_0100;
+const MSR_GS_BASE: u32 = 0xc000_0101;
+const MSR_SHADOW_GS_BASE: u32 = 0xc000_0102;
+/// MISC_ENABLE as Xen presents it: BTS and PEBS unavailable, xTPR messages disabled.
+const MISC_ENABLE_VALUE: u64 = (1 << 11) | (1 << 12) | (1 << 23);
+
+/// RDMSR as a PV guest sees it; `None` means #GP.
+pub fn read_msr(v: &Vcpu, msr: u32) -> Option<u64> {
+    Some(match msr {
+        MSR_FS_BASE => rdmsr(Msr::FsBase),
+        MSR_GS_BASE => rdmsr(Msr::GsBase),
+        MSR_SHADOW_GS_BASE => rdmsr(Msr::KernelGsBase),
+        MSR_EFER => rdmsr(Msr::Efer) & EFER_VISIBLE,
+        MSR_APIC_BASE => 0xfee0_0000 | (1 << 11) | if v.id == 0 { 1 << 8 } else { 0 },
+        MSR_PAT => xen_abi::layout::XEN_PAT_VALUE,
+        MSR_MISC_ENABLE => MISC_ENABLE_VALUE,
+        MSR_DEBUGCTL => 0,
+        MSR_TSC => xenolith_arch::instr::rdtsc(),
+        _ => return None,
+    })
+}
+
+/// WRMSR as a PV guest may do it; false means #GP.
+pub fn write_msr(v: &mut Vcpu, msr: u32, val: u64) -> bool {
+    let base_msr = match msr {
+        MSR_FS_BASE => Some(Msr::FsBase),
+        MSR_GS_BASE => Some(Msr::GsBase),
+        MSR_SHADOW_GS_BASE => Some(Msr::KernelGsBase),
+        _ => None,
+    };
+    if let Some(m) = base_msr {
+        if !is_canonical(val) {
+            return false;
+        }
+        // SAFETY: canonical base; the hypervisor never uses FS or GS.
+        unsafe { wrmsr(m, val) };
+        match (msr, v.kernel_mode) {
+            (MSR_FS_BASE, _) => v.fs_base = val,
+            (MSR_GS_BASE, true) | (MSR_SHADOW_GS_BASE, false) => v.gs_base_kernel = val,
+            _ => v.gs_base_user = val,
+        }
+        return true;
+    }
+    match msr {
+        // Writes that change nothing are accepted, as Xen does for these.
+        MSR_EFER | MSR_PAT | MSR_MISC_ENABLE | MSR_DEBUGCTL => read_msr(v, msr) == Some(val),
+        _ => false,
+    }
+}
+
+/// Ports the hypervisor keeps for itself: dom0 reads all ones there and its writes are
+/// dropped (Xen's ioports_deny_access for the hardware domain).
+fn hypervisor_port(port: u16, console: u16) -> bool {
+    matches!(port, 0x20 | 0x21 | 0xa0 | 0xa1 | 0x40..=0x43)
+        || (console != 0 && (console..console + 8).contains(&port))
+}
+
+/// Whether guest `v` may access `size` bytes of ports from `port` (virtual IOPL, else the
+/// guest's I/O bitmap).
+fn io_allowed(dom: &Domain, port: u16, size: u8) -> bool {
+    let v = &dom.vcpus[0];
+    let cpl = if v.kernel_mode { 1 } else { 3 };
+    if v.iopl >= cpl {
+        return true;
+    }
+    let last = u32::from(port) + u32::from(size);
+    if v.iobmp == 0 || last > v.iobmp_limit {
+        return false;
+    }
+    let mem = GuestMem::current(dom, v.current_root());
+    let mut b = [0u8; 2];
+    if mem.read(v.iobmp + u64::from(port >> 3), &mut b).is_err() {
+        return false;
+    }
+    let bits = u16::from_le_bytes(b) >> (port & 7);
+    bits & ((1u16 << size) - 1) == 0
+}
+
+fn port_in(dom: &Domain, port: u16, size: u8) -> u32 {
+    if !dom.privileged || hypervisor_port(port, crate::console::port()) {
+        return u32::MAX >> (32 - 8 * u32::from(size));
+    }
+    match size {
+        1 => u32::from(xenolith_arch::port::inb(port)),
+        2 => u32::from(xenolith_arch::port::inw(port)),
+        _ => xenolith_arch::port::inl(port),
+    }
+}
+
+fn port_out(dom: &Domain, port: u16, size: u8, val: u32) {
+    if !dom.privileged || hypervisor_port(port, crate::console::port()) {
+        return;
+    }
+    match size {
+        1 => xenolith_arch::port::outb(port, val as u8),
+        2 => xenolith_arch::port::outw(port, val as u16),
+        _ => xenolith_arch::port::outl(port, val),
+    }
+}
+
+/// The CR4 a PV guest sees: what the hypervisor runs with, limited to what concerns it.
+fn guest_cr4() -> u64 {
+    const VISIBLE: u64 = (1 << 5) | (1 << 6) | (1 << 9) | (1 << 10); // PAE MCE OSFXSR OSXMMEXCPT
+    xenolith_arch::instr::read_cr4() & VISIBLE
+}
+
+/// Emulates a privileged instruction that raised #GP(0) in the guest. Returns false to have
+/// #GP(0) injected instead.
+pub fn privileged_op(dom: &mut Domain, regs: &mut GuestRegs) -> bool {
+    let (bytes, n) = fetch(dom, regs.rip);
+    let Some(d) = decode(&bytes[..n]) else {
+        return false;
+    };
+    let kernel = dom.vcpus[0].kernel_mode;
+    let ok = match d.op {
+        Op::Rdmsr if kernel => {
+            let msr = regs.rcx as u32;
+            // Xen quirk: before the guest has a #GP handler, an unknown MSR reads as 0.
+            let no_handler = dom.vcpus[0].trap_ctxt[13].address == 0;
+            match read_msr(&dom.vcpus[0], msr).or(no_handler.then_some(0)) {
+                Some(v) => {
+                    regs.rax = v & 0xffff_ffff;
+                    regs.rdx = v >> 32;
+                    true
+                }
+                None => false,
+            }
+        }
+        Op::Wrmsr if kernel => {
+            let val = (regs.rdx << 32) | (regs.rax & 0xffff_ffff);
+            write_msr(&mut dom.vcpus[0], regs.rcx as u32, val)
+        }
+        Op::Cpuid => {
+            let r = crate::cpuid::guest_cpuid(dom, regs.rax as u32, regs.rcx as u32);
+            regs.rax = u64::from(r.eax);
+            regs.rbx = u64::from(r.ebx);
+            regs.rcx = u64::from(r.ecx);
+            regs.rdx = u64::from(r.edx);
+            true
+        }
+        Op::Rdtsc | Op::Rdtscp => {
+            let t = xenolith_arch::instr::rdtsc();
+            regs.rax = t & 0xffff_ffff;
+            regs.rdx = t >> 32;
+            if d.op == Op::Rdtscp {
+                regs.rcx = 0;
+            }
+            true
+        }
+        Op::Clts if kernel => {
+            dom.vcpus[0].virtual_ts = false;
+            crate::fpu::set_ts(false);
+            true
+        }
+        Op::Wbinvd if kernel => {
+            if dom.privileged {
+                xenolith_arch::instr::wbinvd();
+            }
+            true
+        }
+        Op::MovFromCr { cr, gpr: g } if kernel => {
+            let v = &dom.vcpus[0];
+            let val = match cr {
+                0 => {
+                    let ts = if v.virtual_ts { 1 << 3 } else { 0 };
+                    (xenolith_arch::instr::read_cr0() & !(1 << 3)) | ts
+                }
+                2 => crate::traps::vcpu_info(v).arch.cr2,
+                3 => v.current_root() << 12,
+                4 => guest_cr4(),
+                _ => return false,
+            };
+            set_gpr(regs, g, val);
+            true
+        }
+        Op::MovToCr { cr, gpr: g } if kernel => {
+            let val = gpr(regs, g);
+            match cr {
+                0 => {
+                    let cur = xenolith_arch::instr::read_cr0() & !(1 << 3);
+                    if (val & !(1 << 3)) != cur {
+                        false
+                    } else {
+                        let ts = val & (1 << 3) != 0;
+                        dom.vcpus[0].virtual_ts = ts;
+                        crate::fpu::set_ts(ts);
+                        true
+                    }
+                }
+                2 => {
+                    crate::traps::vcpu_info(&dom.vcpus[0]).arch.cr2 = val;
+                    true
+                }
+                3 => crate::mmu::new_baseptr(dom, 0, val >> 12).is_ok(),
+                4 => val == guest_cr4(),
+                _ => false,
+            }
+        }
+        Op::MovFromDr { dr, gpr: g } if kernel => match get_debugreg(&dom.vcpus[0], dr) {
+            Ok(v) => {
+                set_gpr(regs, g, v);
+                true
+            }
+            Err(_) => false,
+        },
+        Op::MovToDr { dr, gpr: g } if kernel => {
+            set_debugreg(&mut dom.vcpus[0], dr, gpr(regs, g)).is_ok()
+        }
+        Op::In { size, port } => {
+            let p = match port {
+                Port::Imm(p) => u16::from(p),
+                Port::Dx => regs.rdx as u16,
+            };
+            if !io_allowed(dom, p, size) {
+                return false;
+            }
+            let v = u64::from(port_in(dom, p, size));
+            regs.rax = match size {
+                1 => (regs.rax & !0xff) | v,
+                2 => (regs.rax & !0xffff) | v,
+                _ => v,
+            };
+            true
+        }
+        Op::Out { size, port } => {
+            let p = match port {
+                Port::Imm(p) => u16::from(p),
+                Port::Dx => regs.rdx as u16,
+            };
+            if !io_allowed(dom, p, size) {
+                return false;
+            }
+            port_out(dom, p, size, regs.rax as u32);
+            true
+        }
+        Op::Cli | Op::Sti if kernel => {
+            if dom.vcpus[0].iopl < 1 {
+                return false;
+            }
+            crate::traps::vcpu_info(&dom.vcpus[0]).evtchn_upcall_mask = u8::from(d.op == Op::Cli);
+            true
+        }
+        _ => false,
+    };
+    if ok {
+        regs.rip = regs.rip.wrapping_add(d.len as u64);
+    }
+    ok
+}
+
+/// Handles a guest-kernel write fault on a read-only mapping of one of its L1 tables when
+/// VMASST writable_pagetables is on: emulates the write as a checked entry update. Returns
+/// false if the fault is not such a write or the update is refused (the #PF then goes to
+/// the guest).
+pub fn ptwr(dom: &mut Domain, regs: &mut GuestRegs, cr2: u64) -> bool {
+    const WRITABLE_PAGETABLES: u64 = 1 << 2;
+    // Present, write, supervisor-mode (the guest's kernel runs at CPL 3 but faults are
+    // reported with U set), not an instruction fetch, no reserved bits.
+    if dom.vm_assist & WRITABLE_PAGETABLES == 0
+        || !dom.vcpus[0].kernel_mode
+        || regs.error_code & 0x1b != 0x3
+    {
+        return false;
+    }
+    let root = dom.vcpus[0].current_root();
+    let Ok(table) = GuestMem::current(dom, root).translate(cr2, false) else {
+        return false;
+    };
+    let ptdom = dom.ptdom();
+    let is_l1 = crate::mm::with_frames(|ft, _| {
+        ft.owned_by(table, ptdom.id)
+            && ft
+                .get(table)
+                .is_some_and(|p| p.ty == PageType::L1 && p.type_count > 0)
+    });
+    if !is_l1 {
+        return false;
+    }
+    let (bytes, n) = fetch(dom, regs.rip);
+    let Some(d) = decode(&bytes[..n]) else {
+        return false;
+    };
+    let Op::MemWrite { size, op } = d.op else {
+        return false;
+    };
+    let idx = ((cr2 & 0xfff) >> 3) as usize;
+    let old = crate::mm::table_of(table)[idx];
+    let mut scratch = *regs;
+    let Ok(effect) = ptwr::emulate(
+        op,
+        size,
+        (cr2 & 7) as usize,
+        old,
+        &mut RegsView(&mut scratch),
+    ) else {
+        return false;
+    };
+    if let Some(new) = effect.new_entry {
+        // The guest's view omits the bits the hypervisor adds; compare on what it wrote.
+        let r = crate::mm::with_frames(|ft, mem| ft.mod_entry(mem, table, idx, new, ptdom, false));
+        if r.is_err() {
+            return false;
+        }
+        xenolith_arch::instr::invlpg(cr2);
+        crate::mm::flush_if_needed();
+    }
+    *regs = scratch;
+    regs.rip = regs.rip.wrapping_add(d.len as u64);
+    true
+}
+
+/// DR7 bits a guest may set: local/global enables, LE/GE, and the R/W and LEN fields.
+const DR7_GUEST_BITS: u64 = 0xffff_03ff;
+/// DR7 general-detect enable: refused (the hypervisor owns debug register access).
+const DR7_GD: u64 = 1 << 13;
+
+/// set_debugreg semantics: DR0-3 must be guest addresses, DR7 may not enable general detect
+/// or I/O breakpoints. The values are loaded into the hardware while the vCPU runs.
+pub fn set_debugreg(v: &mut Vcpu, reg: u8, val: u64) -> Result<(), Errno> {
+    match reg {
+        0..=3 => {
+            if !is_canonical(val) || !crate::guestmem::addr_ok(val) {
+                return Err(Errno::EPERM);
+            }
+            v.dr[usize::from(reg)] = val;
+            // SAFETY: a guest address: a breakpoint there can only fire in guest context.
+            unsafe { xenolith_arch::instr::write_dr(reg, val) };
+        }
+        6 => {
+            // Reserved bits read as set; keep what the guest may see.
+            v.dr[6] = (val & 0xe00f) | 0xffff_0ff0;
+        }
+        7 => {
+            if val & !DR7_GUEST_BITS != 0 || val & DR7_GD != 0 {
+                return Err(Errno::EINVAL);
+            }
+            // R/W = 2 (I/O breakpoints) needs CR4.DE, which PV guests do not get.
+            for i in 0..4 {
+                if val & (3 << (2 * i)) != 0 && (val >> (16 + 4 * i)) & 3 == 2 {
+                    return Err(Errno::EPERM);
+                }
+            }
+            v.dr[7] = val | (1 << 10);
+            // SAFETY: only breakpoints on guest addresses (checked when set) are enabled.
+            unsafe { xenolith_arch::instr::write_dr(7, v.dr[7]) };
+        }
+        _ => return Err(Errno::EINVAL),
+    }
+    Ok(())
+}
+
+/// get_debugreg semantics.
+pub fn get_debugreg(v: &Vcpu, reg: u8) -> Result<u64, Errno> {
+    match reg {
+        0..=3 | 6 | 7 => Ok(v.dr[usize::from(reg)]),
+        _ => Err(Errno::EINVAL),
+    }
 }

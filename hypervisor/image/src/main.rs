@@ -38,6 +38,12 @@ use crate::domain::Shutdown;
 use crate::percpu::GuestRegs;
 
 static CMDLINE: Once<(String, CmdLine)> = Once::new();
+static HOST_MEMORY_MAP: Once<alloc::vec::Vec<bootinfo::MemRegion>> = Once::new();
+
+/// The firmware memory map the hypervisor booted with.
+pub fn host_memory_map() -> &'static [bootinfo::MemRegion] {
+    HOST_MEMORY_MAP.get().map_or(&[], |v| v.as_slice())
+}
 static NOREBOOT: AtomicBool = AtomicBool::new(false);
 /// isa-debug-exit port + 1 (0 = none).
 static DEBUG_EXIT: AtomicU32 = AtomicU32::new(0);
@@ -109,6 +115,7 @@ fn boot(cmd: &CmdLine, bi: &BootInfo) -> ! {
         info!(" {:016x} - {:016x} ({kind})", r.base, r.base + r.len);
     }
 
+    HOST_MEMORY_MAP.call_once(|| bi.memory.clone());
     // Memory: reserve the image and modules, carve the heap, then the frame allocator.
     let mut reserved = alloc::vec![0..(1 << 20), mm::image_range()];
     for m in &bi.modules {

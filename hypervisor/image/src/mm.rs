@@ -193,6 +193,16 @@ pub fn init_m2p(max_pfn: u64) -> Option<()> {
     Some(())
 }
 
+/// MFNs of the M2P's 2 MiB chunks (XENMEM_machphys_mfn_list).
+pub fn m2p_chunk_mfns() -> alloc::vec::Vec<u64> {
+    match *M2P.lock() {
+        Some(m) => (0..m.entries.div_ceil(512 * 512))
+            .map(|i| m.base_mfn + i * 512)
+            .collect(),
+        None => alloc::vec::Vec::new(),
+    }
+}
+
 /// Sets the M2P entry of a frame.
 pub fn set_m2p(mfn: u64, pfn: u64) {
     if let Some(m) = *M2P.lock() {
@@ -202,10 +212,19 @@ pub fn set_m2p(mfn: u64, pfn: u64) {
     }
 }
 
-/// Copies the hypervisor's L4 slots (256-271) from the idle table into a guest L4.
+/// Copies the hypervisor's L4 slots from the idle table into a guest L4 that has just been
+/// validated. Slot 256 (the read-only M2P) stays empty until the table becomes a kernel root
+/// (`fill_ro_mpt`), as on Xen.
 pub fn install_hypervisor_slots(l4: &mut [u64; 512]) {
     let idle = table_of(idle_l4() >> 12);
-    l4[256..272].copy_from_slice(&idle[256..272]);
+    l4[257..272].copy_from_slice(&idle[257..272]);
+    l4[256] = 0;
+}
+
+/// Makes the read-only M2P visible through a guest L4 used as a kernel root.
+pub fn fill_ro_mpt(l4_mfn: u64) {
+    let idle = table_of(idle_l4() >> 12)[256];
+    table_of(l4_mfn)[256] = idle;
 }
 
 /// Page-table and descriptor frames as seen through the direct map.
@@ -217,6 +236,9 @@ impl FrameMemory for DirectFrames {
     }
     fn write(&mut self, mfn: u64, idx: usize, val: u64) {
         table_of(mfn)[idx] = val;
+    }
+    fn init_hypervisor_l4_slots(&mut self, mfn: u64) {
+        install_hypervisor_slots(table_of(mfn));
     }
 }
 

@@ -165,9 +165,29 @@ struct MmuextOp {
     arg2: u64,
 }
 
+/// MMUEXT_NEW_BASEPTR (and MOV to CR3): installs a new kernel root for vCPU `v`.
+pub fn new_baseptr(dom: &mut crate::domain::Domain, v: usize, mfn: u64) -> Result<(), Errno> {
+    let old = dom.vcpus[v].guest_table;
+    if mfn == old {
+        xenolith_arch::instr::flush_tlb_local();
+        return Ok(());
+    }
+    replace_root_of(dom, old, mfn)?;
+    crate::mm::fill_ro_mpt(mfn);
+    dom.vcpus[v].guest_table = mfn;
+    if dom.vcpus[v].kernel_mode {
+        crate::sched::load_cr3(&dom.vcpus[v]);
+    }
+    Ok(())
+}
+
 /// Replaces a root reference: takes an L4 type reference on `new` (0 = none), drops `old`.
 fn replace_root(c: &Ctx<'_>, old: u64, new: u64) -> Result<(), Errno> {
-    let ptdom = c.dom.ptdom();
+    replace_root_of(c.dom, old, new)
+}
+
+fn replace_root_of(dom: &crate::domain::Domain, old: u64, new: u64) -> Result<(), Errno> {
+    let ptdom = dom.ptdom();
     with_frames(|ft, mem| {
         if new != 0 {
             ft.get_page_and_type(mem, new, PageType::L4, ptdom)?;
@@ -185,19 +205,7 @@ fn mmuext_one(c: &mut Ctx<'_>, op: &MmuextOp) -> Result<(), Errno> {
     match op.cmd {
         0..=3 => with_frames(|ft, mem| ft.pin(mem, op.arg1, op.cmd as u8 + 1, ptdom)),
         4 => with_frames(|ft, mem| ft.unpin(mem, op.arg1, ptdom)),
-        5 => {
-            let old = c.dom.vcpus[v].guest_table;
-            if op.arg1 == old {
-                xenolith_arch::instr::flush_tlb_local();
-                return Ok(());
-            }
-            replace_root(c, old, op.arg1)?;
-            c.dom.vcpus[v].guest_table = op.arg1;
-            if c.dom.vcpus[v].kernel_mode {
-                crate::sched::load_cr3(&c.dom.vcpus[v]);
-            }
-            Ok(())
-        }
+        5 => new_baseptr(c.dom, v, op.arg1),
         15 => {
             let old = c.dom.vcpus[v].guest_table_user;
             if op.arg1 == old {

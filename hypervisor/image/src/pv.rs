@@ -132,9 +132,10 @@ pub fn supported_features(dom: &crate::domain::Domain) -> u32 {
 
 // ---- vm_assist ----
 
-/// VMASST types whose behaviour is implemented. The 4 GiB-segment and PAE-extended-CR3
-/// assists have no meaning for 64-bit PV guests; Xen accepts them as no-ops and so do we.
-const VMASST_IMPLEMENTED: u64 = (1 << 0) | (1 << 1) | (1 << 3);
+/// VMASST types whose behaviour is implemented: writable_pagetables (emulated L1 writes),
+/// and the 4 GiB-segment and PAE-extended-CR3 assists, which have no meaning for 64-bit PV
+/// guests and are accepted as no-ops as on Xen.
+const VMASST_IMPLEMENTED: u64 = (1 << 0) | (1 << 1) | (1 << 2) | (1 << 3);
 /// VMASST types Xen accepts for 64-bit PV guests.
 const VMASST_VALID_PV64: u64 =
     (1 << 0) | (1 << 1) | (1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 32);
@@ -417,25 +418,185 @@ struct MachphysMapping {
     max_mfn: u64,
 }
 
-/// memory_op(cmd, arg): the read-only sub-ops so far.
+#[repr(C)]
+#[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
+struct Reservation {
+    extent_start: u64,
+    nr_extents: u64,
+    extent_order: u32,
+    mem_flags: u32,
+    domid: u16,
+    pad: [u8; 6],
+}
+
+#[repr(C)]
+#[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
+struct MachphysMfnList {
+    max_extents: u32,
+    pad: u32,
+    extent_start: u64,
+    nr_extents: u32,
+    pad2: u32,
+}
+
+#[repr(C)]
+#[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
+struct MemoryMap {
+    nr_entries: u32,
+    pad: u32,
+    buffer: u64,
+}
+
+const DOMID_SELF: u16 = 0x7ff0;
+/// Extents handled per invocation before a continuation (memory_op encodes progress in
+/// the command's upper bits: start_extent << 6).
+const EXTENT_BATCH: u64 = 256;
+
+fn target_is_self(c: &Ctx<'_>, domid: u16) -> Result<(), Errno> {
+    if domid == DOMID_SELF || domid == c.dom.id {
+        Ok(())
+    } else {
+        Err(Errno::ESRCH)
+    }
+}
+
+/// increase_reservation (0), decrease_reservation (1), populate_physmap (6) for a PV guest.
+fn reservation(c: &mut Ctx<'_>, op: u64, start: u64, arg: u64) -> Outcome {
+    let r: Reservation = match c.mem().read_obj(arg) {
+        Ok(r) => r,
+        Err(e) => return Err(e).into(),
+    };
+    if let Err(e) = target_is_self(c, r.domid) {
+        return Err(e).into();
+    }
+    // Only single pages so far; larger extents would need contiguous machine memory.
+    if r.extent_order != 0 {
+        return Ok(0).into();
+    }
+    let ptdom = c.dom.ptdom();
+    let mut i = start;
+    while i < r.nr_extents {
+        if i - start == EXTENT_BATCH {
+            c.regs.rdi = op | (i << 6);
+            return Outcome::Continue;
+        }
+        let slot = r.extent_start.wrapping_add(i * 8);
+        match op {
+            1 => {
+                let mfn = match c.mem().read_obj::<u64>(slot) {
+                    Ok(m) => m,
+                    Err(e) => return Err(e).into(),
+                };
+                let freed = crate::mm::with_frames(|ft, mem| {
+                    if !ft.owned_by(mfn, ptdom.id) {
+                        return Err(Errno::EINVAL);
+                    }
+                    // A pinned table is unpinned first, as Xen does.
+                    if ft.get(mfn).is_some_and(|p| p.pinned) {
+                        ft.unpin(mem, mfn, ptdom)?;
+                    }
+                    ft.release(mfn, ptdom.id)
+                });
+                match freed {
+                    Ok(now_free) => {
+                        crate::mm::set_m2p(mfn, crate::mm::INVALID_M2P_ENTRY);
+                        if now_free {
+                            crate::mm::free_frame(mfn);
+                        }
+                        c.dom.tot_pages -= 1;
+                    }
+                    Err(_) => break,
+                }
+            }
+            _ => {
+                if c.dom.tot_pages >= c.dom.max_pages {
+                    break;
+                }
+                let gpfn = if op == 6 {
+                    match c.mem().read_obj::<u64>(slot) {
+                        Ok(p) => Some(p),
+                        Err(e) => return Err(e).into(),
+                    }
+                } else {
+                    None
+                };
+                let Some(mfn) = crate::mm::alloc_frame() else {
+                    break;
+                };
+                if crate::mm::with_frames(|ft, _| ft.assign(mfn, ptdom.id)).is_err() {
+                    crate::mm::free_frame(mfn);
+                    break;
+                }
+                if let Some(p) = gpfn {
+                    crate::mm::set_m2p(mfn, p);
+                }
+                c.dom.tot_pages += 1;
+                if let Err(e) = c.mem().write_obj(slot, &mfn) {
+                    return Err(e).into();
+                }
+            }
+        }
+        i += 1;
+    }
+    Ok(i).into()
+}
+
+/// memory_op(cmd, arg).
 pub fn memory_op(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
     let (cmd, arg) = (a[0] & 0x3f, a[1]);
+    let start = a[0] >> 6;
     match cmd {
+        0 | 1 | 6 => reservation(c, cmd, start, arg),
         2 => Ok(crate::mm::max_pfn()).into(),
         3 | 4 => {
             let domid: u16 = match c.mem().read_obj(arg) {
                 Ok(d) => d,
                 Err(e) => return Err(e).into(),
             };
-            if domid != 0x7ff0 && domid != c.dom.id {
-                return Err(Errno::ESRCH).into();
+            if let Err(e) = target_is_self(c, domid) {
+                return Err(e).into();
             }
             Ok(if cmd == 3 {
-                c.dom.tot_pages()
+                c.dom.tot_pages
             } else {
                 c.dom.max_pages
             })
             .into()
+        }
+        5 => {
+            let mut l: MachphysMfnList = match c.mem().read_obj(arg) {
+                Ok(l) => l,
+                Err(e) => return Err(e).into(),
+            };
+            let chunks = crate::mm::m2p_chunk_mfns();
+            let n = chunks.len().min(l.max_extents as usize);
+            for (i, m) in chunks.iter().take(n).enumerate() {
+                if let Err(e) = c.mem().write_obj(l.extent_start + i as u64 * 8, m) {
+                    return Err(e).into();
+                }
+            }
+            l.nr_extents = n as u32;
+            c.mem().write_obj(arg, &l).map(|()| 0).into()
+        }
+        10 if !c.dom.privileged => Err(Errno::EPERM).into(),
+        10 => {
+            let mut m: MemoryMap = match c.mem().read_obj(arg) {
+                Ok(m) => m,
+                Err(e) => return Err(e).into(),
+            };
+            let map = crate::host_memory_map();
+            let n = map.len().min(m.nr_entries as usize);
+            for (i, r) in map.iter().take(n).enumerate() {
+                let mut e = [0u8; 20];
+                e[..8].copy_from_slice(&r.base.to_le_bytes());
+                e[8..16].copy_from_slice(&r.len.to_le_bytes());
+                e[16..].copy_from_slice(&r.kind.to_le_bytes());
+                if let Err(err) = c.mem().write(m.buffer + i as u64 * 20, &e) {
+                    return Err(err).into();
+                }
+            }
+            m.nr_entries = n as u32;
+            c.mem().write_obj(arg, &m).map(|()| 0).into()
         }
         12 => {
             let m = MachphysMapping {
@@ -473,4 +634,60 @@ pub fn update_va_mapping(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
         return Err(e).into();
     }
     Ok(0).into()
+}
+
+// ---- physdev_op ----
+
+#[repr(C)]
+#[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
+struct SetIobitmap {
+    bitmap: u64,
+    nr_ports: u32,
+    pad: u32,
+}
+
+/// physdev_op(cmd, arg): set_iopl and set_iobitmap so far.
+pub fn physdev_op(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
+    let (cmd, arg) = (a[0], a[1]);
+    match cmd {
+        6 => match c.mem().read_obj::<u32>(arg) {
+            Ok(iopl) if iopl > 3 => Err(Errno::EINVAL).into(),
+            Ok(iopl) => {
+                c.dom.vcpus[c.vcpu].iopl = iopl as u8;
+                Ok(0).into()
+            }
+            Err(e) => Err(e).into(),
+        },
+        7 => match c.mem().read_obj::<SetIobitmap>(arg) {
+            Ok(b) if b.nr_ports > 65536 => Err(Errno::EINVAL).into(),
+            Ok(b) => {
+                let v = &mut c.dom.vcpus[c.vcpu];
+                v.iobmp = b.bitmap;
+                v.iobmp_limit = b.nr_ports;
+                Ok(0).into()
+            }
+            Err(e) => Err(e).into(),
+        },
+        _ => Err(Errno::ENOSYS).into(),
+    }
+}
+
+// ---- debug registers ----
+
+/// set_debugreg(reg, value).
+pub fn set_debugreg(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
+    let Ok(reg) = u8::try_from(a[0]) else {
+        return Err(Errno::EINVAL).into();
+    };
+    crate::emulate::set_debugreg(&mut c.dom.vcpus[c.vcpu], reg, a[1])
+        .map(|()| 0)
+        .into()
+}
+
+/// get_debugreg(reg).
+pub fn get_debugreg(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
+    let Ok(reg) = u8::try_from(a[0]) else {
+        return Err(Errno::EINVAL).into();
+    };
+    crate::emulate::get_debugreg(&c.dom.vcpus[c.vcpu], reg).into()
 }

@@ -206,6 +206,9 @@ fn guest_exception(dom: &mut Domain, regs: &mut GuestRegs, vector: u64) {
     match vector {
         14 => {
             let cr2 = read_cr2();
+            if crate::emulate::ptwr(dom, regs, cr2) {
+                return;
+            }
             let v = &dom.vcpus[0];
             vcpu_info(v).arch.cr2 = cr2;
             // The guest kernel runs at CPL 3 too: report U/S as the guest's own mode.
@@ -241,6 +244,15 @@ fn guest_exception(dom: &mut Domain, regs: &mut GuestRegs, vector: u64) {
             inject(dom, regs, 7, None);
         }
         8 => crash(dom, "double fault"),
+        1 => {
+            // Fold the hardware status into the guest's virtual DR6 and reset the hardware.
+            let dr6 = xenolith_arch::instr::read_dr(6);
+            // SAFETY: writing DR6's reset value only clears the status bits.
+            unsafe { xenolith_arch::instr::write_dr(6, 0xffff_0ff0) };
+            let v = &mut dom.vcpus[0];
+            v.dr[6] = (v.dr[6] & !0xf) | (dr6 & 0x600f) | 0xffff_0ff0;
+            inject(dom, regs, 1, None);
+        }
         v => {
             let ec = has_error_code(v).then_some(regs.error_code);
             inject(dom, regs, v, ec);
@@ -264,6 +276,12 @@ fn guest_user_syscall(dom: &mut Domain, regs: &mut GuestRegs) {
 fn hypervisor_trap(regs: &mut GuestRegs) {
     match regs.vector {
         2 => crate::warn!("NMI in the hypervisor at {:#x}", regs.rip),
+        1 => {
+            // A guest breakpoint or single step seen on the way into the hypervisor: the
+            // guest never observes it here, so just clear the status.
+            // SAFETY: writing DR6's reset value only clears the status bits.
+            unsafe { xenolith_arch::instr::write_dr(6, 0xffff_0ff0) };
+        }
         v if v >= 32 => crate::time::interrupt(v),
         13 if regs.rip == crate::entry::iretq_address() => {
             // The guest context we tried to enter was refused by the CPU.
