@@ -107,3 +107,28 @@ pub fn ensure_xen() -> Result<PathBuf> {
     std::fs::write(&image, out)?;
     Ok(image)
 }
+
+/// A nightly toolchain and cargo-fuzz, for the bounded fuzz runs.
+pub fn ensure_fuzz() -> Result<()> {
+    let nightly = Command::new("rustup")
+        .args(["toolchain", "list"])
+        .output()?;
+    if !String::from_utf8_lossy(&nightly.stdout)
+        .lines()
+        .any(|l| l.starts_with("nightly"))
+    {
+        eprintln!("xtask: installing the nightly toolchain for cargo-fuzz");
+        run(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            "nightly",
+            "--profile",
+            "minimal",
+        ]))?;
+    }
+    if !have("cargo-fuzz") {
+        eprintln!("xtask: installing cargo-fuzz");
+        run(Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]))?;
+    }
+    Ok(())
+}

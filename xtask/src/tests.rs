@@ -364,9 +364,42 @@ fn host_checks() -> Result<()> {
     Ok(())
 }
 
+/// Fuzz targets and how long each runs in the suite.
+const FUZZ_TARGETS: &[&str] = &["loader", "pagetype"];
+const FUZZ_SECONDS: u32 = 30;
+
+/// Bounded cargo-fuzz runs of every target; a crash fails the suite.
+fn fuzz_runs() -> Result<()> {
+    println!("== bounded fuzz runs ({FUZZ_SECONDS} s per target)");
+    deps::ensure_fuzz()?;
+    let dir = root().join("fuzz");
+    for t in FUZZ_TARGETS {
+        let corpus = dir.join("corpus").join(t);
+        std::fs::create_dir_all(&corpus)?;
+        let mut cmd = std::process::Command::new("cargo");
+        cmd.current_dir(&dir)
+            .args(["+nightly", "fuzz", "run", t])
+            .arg(&corpus);
+        let seeds = dir.join("seeds").join(t);
+        if seeds.exists() {
+            cmd.arg(&seeds);
+        }
+        cmd.args([
+            "--",
+            &format!("-max_total_time={FUZZ_SECONDS}"),
+            "-print_final_stats=1",
+        ]);
+        run(&mut cmd)
+            .with_context(|| format!("fuzz target {t} found a failure (see fuzz/artifacts/{t})"))?;
+        println!("fuzz {t}: no failure in {FUZZ_SECONDS} s");
+    }
+    Ok(())
+}
+
 /// Runs the whole suite.
 pub fn run_all() -> Result<()> {
     host_checks()?;
+    fuzz_runs()?;
     println!("== building the hypervisor and test guests");
     let image = build_all()?;
     let xen = deps::ensure_xen()?;
