@@ -389,9 +389,28 @@ fn fuzz_runs() -> Result<()> {
             &format!("-max_total_time={FUZZ_SECONDS}"),
             "-print_final_stats=1",
         ]);
-        run(&mut cmd)
-            .with_context(|| format!("fuzz target {t} found a failure (see fuzz/artifacts/{t})"))?;
-        println!("fuzz {t}: no failure in {FUZZ_SECONDS} s");
+        let out = cmd
+            .output()
+            .with_context(|| format!("starting cargo fuzz for {t}"))?;
+        let mut log = out.stdout;
+        log.extend_from_slice(&out.stderr);
+        std::fs::create_dir_all(log_dir())?;
+        let log_path = log_dir().join(format!("fuzz-{t}.log"));
+        std::fs::write(&log_path, &log)?;
+        let text = String::from_utf8_lossy(&log);
+        if !out.status.success() {
+            println!("{}", tail(&text, 40));
+            bail!(
+                "fuzz target {t} found a failure (log {}, input in fuzz/artifacts/{t})",
+                log_path.display()
+            );
+        }
+        let runs = text
+            .lines()
+            .find(|l| l.contains("stat::number_of_executed_units"))
+            .unwrap_or("")
+            .trim();
+        println!("fuzz {t}: no failure in {FUZZ_SECONDS} s ({runs})");
     }
     Ok(())
 }
