@@ -255,3 +255,9 @@ pub unsafe fn write_dr(n: u8, v: u64) {
         }
     }
 }
+
+/// Resets the x87 FPU to its initial state.
+pub fn fninit() {
+    // SAFETY: only FPU state changes; the hypervisor itself never uses the FPU.
+    unsafe { asm!("fninit", options(nomem, nostack)) }
+}

@@ -83,6 +83,7 @@ fn gate(handler: u64, dpl: u8, ist: u8) -> u128 {
 
 /// Loads the boot CPU's GDT, TSS and IDT and programs the SYSCALL MSRs.
 pub fn init_bsp(stack: &Stack) {
+    init_fpu();
     let hyp_page = crate::desc::init_window();
     let tss_addr = TSS.0.get() as u64;
     // SAFETY: bring-up runs once on the boot CPU before any other user of these tables.
@@ -153,4 +154,22 @@ pub fn init_bsp(stack: &Stack) {
             efer | xenolith_arch::msr::efer::SCE | xenolith_arch::msr::efer::NXE,
         );
     }
+}
+
+/// Lets guests use the FPU and SSE: CR0.MP and NE set, EM clear; CR4.OSFXSR and OSXMMEXCPT
+/// set; the x87 unit reset. Native #MF reporting (NE) is what Xen gives PV guests.
+fn init_fpu() {
+    use xenolith_arch::instr::{read_cr0, read_cr4, write_cr0, write_cr4};
+    const MP: u64 = 1 << 1;
+    const EM: u64 = 1 << 2;
+    const TS: u64 = 1 << 3;
+    const NE: u64 = 1 << 5;
+    const OSFXSR: u64 = 1 << 9;
+    const OSXMMEXCPT: u64 = 1 << 10;
+    // SAFETY: only FPU-related bits change; paging and protection bits are kept.
+    unsafe {
+        write_cr0((read_cr0() | MP | NE) & !(EM | TS));
+        write_cr4(read_cr4() | OSFXSR | OSXMMEXCPT);
+    }
+    xenolith_arch::instr::fninit();
 }

@@ -38,6 +38,13 @@ fn zero_page() -> u64 {
     })
 }
 
+fn unmap_window_page(va: u64) {
+    if crate::mm::unmap_hypervisor_page(va).is_none() {
+        crate::fatal("descriptor-table window not set up");
+    }
+    xenolith_arch::instr::invlpg(va);
+}
+
 fn map_window_page(va: u64, mfn: u64, writable: bool) {
     let flags = if writable {
         WINDOW_FLAGS
@@ -60,7 +67,9 @@ pub fn init_window() -> u64 {
     }
     map_window_page(GDT_VIRT + GUEST_GDT_PAGES as u64 * 4096, hyp, true);
     for i in 0..16 {
+        // Mapped on demand: a fault here is an LDT access (see `ldt_fault`).
         map_window_page(LDT_VIRT + i * 4096, zero_page(), false);
+        unmap_window_page(LDT_VIRT + i * 4096);
     }
     hyp
 }
@@ -151,50 +160,70 @@ pub fn update_descriptor(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
     r.map(|()| 0).into()
 }
 
-/// MMUEXT_SET_LDT(linear address, entries).
+/// MMUEXT_SET_LDT(linear address, entries). Like Xen, the LDT's pages are not looked at
+/// here: each is mapped on the first fault the CPU takes on it (`ldt_fault`).
 pub fn set_ldt(c: &mut Ctx<'_>, base: u64, ents: u64) -> Result<(), Errno> {
     if base & 0xfff != 0 || !addr_ok(base) || ents > MAX_LDT_ENTRIES {
         return Err(Errno::EINVAL);
     }
-    let nr = (ents * 8).div_ceil(4096) as usize;
-    let mut frames = [0u64; 16];
-    for (i, f) in frames.iter_mut().enumerate().take(nr) {
-        *f = c.mem().translate(base + i as u64 * 4096, false)?;
-    }
-    let ptdom = c.dom.ptdom();
-    with_frames(|ft, mem| {
-        for (i, &m) in frames.iter().enumerate().take(nr) {
-            if let Err(e) = ft.get_page_and_type(mem, m, PageType::SegDesc, ptdom) {
-                for &t in &frames[..i] {
-                    ft.put_page_and_type(mem, t);
-                }
-                return Err(e);
-            }
-        }
-        Ok(())
-    })?;
     let v = &mut c.dom.vcpus[c.vcpu];
-    let (old, old_nr) = (v.ldt_frames, v.ldt_nr);
-    v.ldt_frames = frames;
-    v.ldt_nr = nr;
+    release_ldt(v);
+    v.ldt_base = base;
     v.ldt_ents = ents;
+    install_ldt(v);
+    Ok(())
+}
+
+/// Drops the references of the LDT pages mapped so far.
+fn release_ldt(v: &mut crate::domain::Vcpu) {
+    let old = core::mem::take(&mut v.ldt_frames);
     with_frames(|ft, mem| {
-        for &m in &old[..old_nr] {
+        for m in old.into_iter().filter(|&m| m != 0) {
             ft.put_page_and_type(mem, m);
         }
     });
-    install_ldt(v);
+}
+
+/// Handles a fault on the LDT window: maps the guest's LDT page behind it (typed as a
+/// descriptor page). On failure returns the guest linear address the CPU was reading, so
+/// the fault can be reflected to the guest as Xen does.
+pub fn ldt_fault(dom: &mut crate::domain::Domain, cr2: u64) -> Result<(), u64> {
+    let v = &dom.vcpus[0];
+    let off = cr2 - LDT_VIRT;
+    let linear = v.ldt_base.wrapping_add(off);
+    if off >= v.ldt_ents * 8 {
+        return Err(linear);
+    }
+    let page = (off / 4096) as usize;
+    let mem = crate::guestmem::GuestMem::current(dom, v.current_root());
+    let mfn = mem
+        .translate(v.ldt_base + page as u64 * 4096, false)
+        .map_err(|_| linear)?;
+    let ptdom = dom.ptdom();
+    with_frames(|ft, fm| ft.get_page_and_type(fm, mfn, PageType::SegDesc, ptdom))
+        .map_err(|_| linear)?;
+    let v = &mut dom.vcpus[0];
+    if v.ldt_frames[page] != 0 {
+        let old = v.ldt_frames[page];
+        with_frames(|ft, fm| ft.put_page_and_type(fm, old));
+    }
+    v.ldt_frames[page] = mfn;
+    map_window_page(LDT_VIRT + page as u64 * 4096, mfn, true);
     Ok(())
+}
+
+/// Whether a fault address lies in the LDT window.
+pub fn in_ldt_window(va: u64) -> bool {
+    (LDT_VIRT..LDT_VIRT + 16 * 4096).contains(&va)
 }
 
 /// Maps a vCPU's LDT and loads the LDT register (or disables the LDT).
 pub fn install_ldt(v: &crate::domain::Vcpu) {
     for i in 0..16 {
         let va = LDT_VIRT + i as u64 * 4096;
-        if i < v.ldt_nr {
-            map_window_page(va, v.ldt_frames[i], true);
-        } else {
-            map_window_page(va, zero_page(), false);
+        match v.ldt_frames[i] {
+            0 => unmap_window_page(va),
+            m => map_window_page(va, m, true),
         }
     }
     let Some(&hyp) = HYP_GDT_PAGE.get() else {

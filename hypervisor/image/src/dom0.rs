@@ -138,7 +138,11 @@ pub fn build(cmd: &CmdLine, bi: &BootInfo) -> Result<Box<Domain>, BuildError> {
     );
 
     let mut dom = Box::new(dom_template);
-    dom.max_pages = nr_pages;
+    // Like Xen, dom0 may grow without a limit of its own unless dom0_mem=max: says so.
+    dom.max_pages = cmd
+        .dom0_mem
+        .max
+        .map_or(u64::from(u32::MAX), |m| m.bytes(bi.ram_bytes()) / 4096);
     dom.tot_pages = nr_pages;
     dom.p2m.reserve_exact(nr_pages as usize);
     for pfn in 0..nr_pages {

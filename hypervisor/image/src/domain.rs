@@ -65,10 +65,11 @@ pub struct Vcpu {
     pub gdt_frames: [u64; 14],
     pub gdt_nr: usize,
     pub gdt_ents: u64,
-    /// Guest LDT frames (MMUEXT_SET_LDT) and entry count.
-    pub ldt_frames: [u64; 16],
-    pub ldt_nr: usize,
+    /// Guest LDT (MMUEXT_SET_LDT): linear base, entries, and the frames mapped so far
+    /// (0 = not mapped yet).
+    pub ldt_base: u64,
     pub ldt_ents: u64,
+    pub ldt_frames: [u64; 16],
 }
 
 impl Vcpu {
@@ -101,9 +102,9 @@ impl Vcpu {
             gdt_frames: [0; 14],
             gdt_nr: 0,
             gdt_ents: 0,
-            ldt_frames: [0; 16],
-            ldt_nr: 0,
+            ldt_base: 0,
             ldt_ents: 0,
+            ldt_frames: [0; 16],
         }
     }
 

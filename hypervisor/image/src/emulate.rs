@@ -175,8 +175,7 @@ fn hypervisor_port(port: u16, console: u16) -> bool {
 /// guest's I/O bitmap).
 fn io_allowed(dom: &Domain, port: u16, size: u8) -> bool {
     let v = &dom.vcpus[0];
-    let cpl = if v.kernel_mode { 1 } else { 3 };
-    if v.iopl >= cpl {
+    if v.iopl >= guest_cpl(dom) {
         return true;
     }
     let last = u32::from(port) + u32::from(size);
@@ -350,7 +349,7 @@ pub fn privileged_op(dom: &mut Domain, regs: &mut GuestRegs) -> bool {
             true
         }
         Op::Cli | Op::Sti if kernel => {
-            if dom.vcpus[0].iopl < 1 {
+            if dom.vcpus[0].iopl < guest_cpl(dom) {
                 return false;
             }
             crate::traps::vcpu_info(&dom.vcpus[0]).evtchn_upcall_mask = u8::from(d.op == Op::Cli);
@@ -369,13 +368,9 @@ pub fn privileged_op(dom: &mut Domain, regs: &mut GuestRegs) -> bool {
 /// false if the fault is not such a write or the update is refused (the #PF then goes to
 /// the guest).
 pub fn ptwr(dom: &mut Domain, regs: &mut GuestRegs, cr2: u64) -> bool {
-    const WRITABLE_PAGETABLES: u64 = 1 << 2;
-    // Present, write, supervisor-mode (the guest's kernel runs at CPL 3 but faults are
-    // reported with U set), not an instruction fetch, no reserved bits.
-    if dom.vm_assist & WRITABLE_PAGETABLES == 0
-        || !dom.vcpus[0].kernel_mode
-        || regs.error_code & 0x1b != 0x3
-    {
+    // Xen 4.17 emulates these writes whether or not the guest enabled the assist.
+    // Present, write, not an instruction fetch, no reserved bits; guest kernel mode only.
+    if !dom.vcpus[0].kernel_mode || regs.error_code & 0x1b != 0x3 {
         return false;
     }
     let root = dom.vcpus[0].current_root();
@@ -421,6 +416,7 @@ pub fn ptwr(dom: &mut Domain, regs: &mut GuestRegs, cr2: u64) -> bool {
         crate::mm::flush_if_needed();
     }
     *regs = scratch;
+    regs.rflags = (regs.rflags & !effect.flags_clear) | effect.flags_set;
     regs.rip = regs.rip.wrapping_add(d.len as u64);
     true
 }
@@ -470,5 +466,18 @@ pub fn get_debugreg(v: &Vcpu, reg: u8) -> Result<u64, Errno> {
     match reg {
         0..=3 | 6 | 7 => Ok(v.dr[usize::from(reg)]),
         _ => Err(Errno::EINVAL),
+    }
+}
+
+/// The privilege level I/O permission is checked against: guest user 3, guest kernel 1, or
+/// 0 with VMASST architectural_iopl.
+fn guest_cpl(dom: &Domain) -> u8 {
+    match (
+        dom.vcpus[0].kernel_mode,
+        dom.vm_assist & crate::pv::VMASST_ARCHITECTURAL_IOPL != 0,
+    ) {
+        (false, _) => 3,
+        (true, false) => 1,
+        (true, true) => 0,
     }
 }

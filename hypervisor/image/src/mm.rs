@@ -162,6 +162,21 @@ pub fn map_hypervisor_page(va: u64, mfn: u64, leaf_flags: u64, table_flags: u64)
     Some(())
 }
 
+/// Removes a 4 KiB mapping of the idle table (hypervisor slots only). `None` if the tables
+/// above it do not exist.
+pub fn unmap_hypervisor_page(va: u64) -> Option<()> {
+    let mut table = idle_l4() >> 12;
+    for level in (2..=4).rev() {
+        let e = table_of(table)[((va >> (12 + 9 * (level - 1))) & 511) as usize];
+        if e & pte::PRESENT == 0 {
+            return None;
+        }
+        table = (e & pte::ADDR_MASK) >> 12;
+    }
+    table_of(table)[((va >> 12) & 511) as usize] = 0;
+    Some(())
+}
+
 /// The M2P table: its frames, contiguous from `base_mfn`.
 #[derive(Clone, Copy, Debug)]
 pub struct M2p {

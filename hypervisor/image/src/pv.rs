@@ -132,10 +132,15 @@ pub fn supported_features(dom: &crate::domain::Domain) -> u32 {
 
 // ---- vm_assist ----
 
-/// VMASST types whose behaviour is implemented: writable_pagetables (emulated L1 writes),
+/// VMASST types whose behaviour is implemented: writable_pagetables (L1 write emulation,
+/// which Xen 4.17 performs with or without it), architectural_iopl,
 /// and the 4 GiB-segment and PAE-extended-CR3 assists, which have no meaning for 64-bit PV
 /// guests and are accepted as no-ops as on Xen.
-const VMASST_IMPLEMENTED: u64 = (1 << 0) | (1 << 1) | (1 << 2) | (1 << 3);
+const VMASST_IMPLEMENTED: u64 = (1 << 0) | (1 << 1) | (1 << 2) | (1 << 3) | (1 << 4);
+/// VMASST_TYPE_architectural_iopl: IOPL is architectural (kernel counts as CPL 0, IOPL in
+/// RFLAGS of iret and bounce frames).
+pub const VMASST_ARCHITECTURAL_IOPL: u64 = 1 << 4;
+
 /// VMASST types Xen accepts for 64-bit PV guests.
 const VMASST_VALID_PV64: u64 =
     (1 << 0) | (1 << 1) | (1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 32);
@@ -348,6 +353,10 @@ pub fn iret(c: &mut Ctx<'_>, _a: [u64; 5]) -> Outcome {
     r.rsp = rsp;
     r.ss = (ss & 0xffff) | 3;
     r.rflags = (rflags & !((3 << 12) | (1 << 17))) | (1 << 9);
+    if c.dom.vm_assist & VMASST_ARCHITECTURAL_IOPL != 0 {
+        // The guest's IOPL travels in RFLAGS, as on hardware.
+        c.dom.vcpus[c.vcpu].iopl = ((rflags >> 12) & 3) as u8;
+    }
     r.rax = rax;
     if flags & VGCF_IN_SYSCALL == 0 {
         r.r11 = r11;
@@ -547,7 +556,22 @@ pub fn memory_op(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
     let start = a[0] >> 6;
     match cmd {
         0 | 1 | 6 => reservation(c, cmd, start, arg),
+        // Sub-ops without extents take no continuation start.
+        2 | 3 | 4 | 14 if start != 0 => Err(Errno::EINVAL).into(),
         2 => Ok(crate::mm::max_pfn()).into(),
+        14 => {
+            let domid: u16 = match c.mem().read_obj(arg) {
+                Ok(d) => d,
+                Err(e) => return Err(e).into(),
+            };
+            if let Err(e) = target_is_self(c, domid) {
+                return Err(e).into();
+            }
+            // The guest's own idea of its highest pfn, from shared_info.
+            let si = crate::mm::frame_bytes(c.dom.shared_info_mfn);
+            let max_pfn = u64::from_le_bytes(si[0xc10..0xc18].try_into().unwrap_or([0; 8]));
+            Ok(max_pfn.saturating_sub(1)).into()
+        }
         3 | 4 => {
             let domid: u16 = match c.mem().read_obj(arg) {
                 Ok(d) => d,

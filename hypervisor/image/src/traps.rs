@@ -73,6 +73,7 @@ pub extern "C" fn trap_dispatch(regs: &mut GuestRegs) {
                 guest_user_syscall(dom, regs);
             }
         }
+        0x80 => int80(dom, regs),
         v if v >= 32 => crate::time::interrupt(v),
         2 => crate::warn!("NMI while running d{}", dom.id),
         v => guest_exception(dom, regs, v),
@@ -142,8 +143,14 @@ pub fn bounce(
     } else {
         regs.cs | 3
     } & 0xffff;
-    let rflags =
-        (regs.rflags & !(RFLAGS_IF | RFLAGS_IOPL)) | if saved_mask == 0 { RFLAGS_IF } else { 0 };
+    let arch_iopl = if dom.vm_assist & crate::pv::VMASST_ARCHITECTURAL_IOPL != 0 {
+        u64::from(v.iopl) << 12
+    } else {
+        0
+    };
+    let rflags = (regs.rflags & !(RFLAGS_IF | RFLAGS_IOPL))
+        | if saved_mask == 0 { RFLAGS_IF } else { 0 }
+        | arch_iopl;
     let mut frame = [0u64; 9];
     let mut n = 0;
     frame[n] = regs.rcx;
@@ -205,7 +212,14 @@ pub fn inject(dom: &mut Domain, regs: &mut GuestRegs, vector: u64, error_code: O
 fn guest_exception(dom: &mut Domain, regs: &mut GuestRegs, vector: u64) {
     match vector {
         14 => {
-            let cr2 = read_cr2();
+            let mut cr2 = read_cr2();
+            if crate::desc::in_ldt_window(cr2) {
+                match crate::desc::ldt_fault(dom, cr2) {
+                    Ok(()) => return,
+                    // Reflect the fault at the LDT entry's guest address, as Xen does.
+                    Err(linear) => cr2 = linear,
+                }
+            }
             if crate::emulate::ptwr(dom, regs, cr2) {
                 return;
             }
@@ -295,5 +309,20 @@ fn hypervisor_trap(regs: &mut GuestRegs) {
             crate::fatal_frame("fault returning to a guest", regs);
         }
         _ => crate::fatal_frame("unexpected exception in the hypervisor", regs),
+    }
+}
+
+/// `int $0x80` reaches the hypervisor through a DPL-3 gate (RIP already past it): like Xen's
+/// direct path, it goes to the guest's trap-table entry 0x80 whatever that entry's DPL, or
+/// becomes #GP(0x402) if there is no entry.
+fn int80(dom: &mut Domain, regs: &mut GuestRegs) {
+    let t = dom.vcpus[0].trap_ctxt[0x80];
+    if t.address != 0 {
+        if bounce(dom, regs, t.address, None, t.flags & 4 != 0).is_err() {
+            crash(dom, "fault writing an int $0x80 bounce frame");
+        }
+    } else {
+        regs.rip = regs.rip.wrapping_sub(2);
+        inject(dom, regs, 13, Some(0x80 * 8 + 2));
     }
 }

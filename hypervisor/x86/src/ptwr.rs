@@ -17,6 +17,32 @@ pub trait Regs {
 pub struct Effect {
     /// The new 8-byte entry, or `None` if nothing is stored (a failed CMPXCHG).
     pub new_entry: Option<u64>,
+    /// RFLAGS bits to clear, then to set (ZF for CMPXCHG, CF for BTR/BTS, the logic flags
+    /// for AND/OR).
+    pub flags_clear: u64,
+    pub flags_set: u64,
+}
+
+const CF: u64 = 1 << 0;
+const PF: u64 = 1 << 2;
+const ZF: u64 = 1 << 6;
+const SF: u64 = 1 << 7;
+const OF: u64 = 1 << 11;
+const AF: u64 = 1 << 4;
+
+/// ZF, SF and PF of a `size`-byte result.
+fn logic_flags(v: u64, size: u8) -> u64 {
+    let mut f = 0;
+    if v == 0 {
+        f |= ZF;
+    }
+    if v >> (u32::from(size) * 8 - 1) & 1 != 0 {
+        f |= SF;
+    }
+    if (v as u8).count_ones() % 2 == 0 {
+        f |= PF;
+    }
+    f
 }
 
 /// Why a write cannot be emulated.
@@ -64,33 +90,56 @@ pub fn emulate(
     let m = mask(size);
     let cur = (old >> shift) & m;
     let merge = |v: u64| (old & !(m << shift)) | ((v & m) << shift);
-    let new = match op {
-        MemOp::Mov(s) => Some(merge(src_value(regs, s))),
+    let bits = u64::from(size) * 8;
+    let (new, clear, set) = match op {
+        MemOp::Mov(s) => (Some(merge(src_value(regs, s))), 0, 0),
         MemOp::Xchg(r) => {
             let v = regs.get(r);
             regs.set(r, (v & !m) | cur);
-            Some(merge(v))
+            (Some(merge(v)), 0, 0)
         }
         MemOp::Cmpxchg(r) => {
             let expected = regs.get(0) & m;
             if expected == cur {
-                Some(merge(regs.get(r)))
+                (Some(merge(regs.get(r))), 0, ZF)
             } else {
                 let rax = regs.get(0);
                 regs.set(0, (rax & !m) | cur);
-                None
+                (None, ZF, 0)
             }
         }
-        MemOp::And(s) => Some(merge(cur & src_value(regs, s))),
-        MemOp::Or(s) => Some(merge(cur | src_value(regs, s))),
-        MemOp::Btr(s) => Some(merge(
-            cur & !(1u64 << (src_value(regs, s) % (u64::from(size) * 8))),
-        )),
-        MemOp::Bts(s) => Some(merge(
-            cur | (1u64 << (src_value(regs, s) % (u64::from(size) * 8))),
-        )),
+        MemOp::And(s) => {
+            let v = cur & src_value(regs, s) & m;
+            (
+                Some(merge(v)),
+                CF | PF | AF | ZF | SF | OF,
+                logic_flags(v, size),
+            )
+        }
+        MemOp::Or(s) => {
+            let v = (cur | src_value(regs, s)) & m;
+            (
+                Some(merge(v)),
+                CF | PF | AF | ZF | SF | OF,
+                logic_flags(v, size),
+            )
+        }
+        MemOp::Btr(s) | MemOp::Bts(s) => {
+            let bit = src_value(regs, s) % bits;
+            let was = cur >> bit & 1 != 0;
+            let v = if matches!(op, MemOp::Btr(_)) {
+                cur & !(1 << bit)
+            } else {
+                cur | (1 << bit)
+            };
+            (Some(merge(v)), CF, if was { CF } else { 0 })
+        }
     };
-    Ok(Effect { new_entry: new })
+    Ok(Effect {
+        new_entry: new,
+        flags_clear: clear,
+        flags_set: set,
+    })
 }
 
 #[cfg(test)]
@@ -150,9 +199,11 @@ mod tests {
         r.0[1] = 0x7777;
         let e = emulate(MemOp::Cmpxchg(1), 8, 0, 0x5555, &mut r).unwrap();
         assert_eq!(e.new_entry, Some(0x7777));
+        assert_eq!(e.flags_set, ZF);
         r.0[0] = 0x1;
         let e = emulate(MemOp::Cmpxchg(1), 8, 0, 0x5555, &mut r).unwrap();
         assert_eq!(e.new_entry, None);
+        assert_eq!(e.flags_clear, ZF);
         assert_eq!(r.0[0], 0x5555, "RAX gets the current value on mismatch");
     }
 
@@ -161,6 +212,7 @@ mod tests {
         let mut r = R([0; 16]);
         let e = emulate(MemOp::Btr(Src::Imm(5)), 8, 0, 0x67, &mut r).unwrap();
         assert_eq!(e.new_entry, Some(0x47));
+        assert_eq!(e.flags_set, CF, "old bit in CF");
         let e = emulate(MemOp::Bts(Src::Imm(1)), 8, 0, 0x65, &mut r).unwrap();
         assert_eq!(e.new_entry, Some(0x67));
         let e = emulate(MemOp::And(Src::Imm(!2)), 8, 0, 0x67, &mut r).unwrap();
