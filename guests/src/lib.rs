@@ -14,7 +14,12 @@
 //! * [`shared_info`]: mapping and reading the shared_info page;
 //! * [`report`]: the verdict line, [`check!`]-style failure accumulation and
 //!   the final `SCHEDOP_shutdown`;
-//! * [`x86`]: architectural numbers (page-table bits, #PF error code bits).
+//! * [`x86`]: architectural numbers (page-table bits, #PF error code bits);
+//! * [`mm`]: a frame allocator over dom0's unmapped pfns, scratch mapping
+//!   windows, page-table walks and building, and `mmu_update` / `mmuext_op` /
+//!   `multicall` wrappers (raw ones too, for bad pointers);
+//! * [`probe`]: more fault-reporting probes (4-byte stores, `LOCK CMPXCHG`,
+//!   segment-register loads, `FS`-relative reads).
 //!
 //! Xen's ABI (numbers and structures) comes from the `xen-abi` crate.
 //!
@@ -25,7 +30,12 @@
 
 pub mod boot;
 pub mod console;
+pub mod cpu;
 pub mod hypercall;
+pub mod insn;
+pub mod mm;
+pub mod probe;
+pub mod rawtrap;
 pub mod report;
 pub mod shared_info;
 pub mod traps;

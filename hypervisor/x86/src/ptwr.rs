@@ -39,7 +39,7 @@ fn logic_flags(v: u64, size: u8) -> u64 {
     if v >> (u32::from(size) * 8 - 1) & 1 != 0 {
         f |= SF;
     }
-    if (v as u8).count_ones() % 2 == 0 {
+    if (v as u8).count_ones().is_multiple_of(2) {
         f |= PF;
     }
     f
