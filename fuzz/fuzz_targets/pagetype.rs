@@ -21,7 +21,7 @@ impl FrameMemory for Mem {
     fn init_hypervisor_l4_slots(&mut self, _mfn: Mfn) {}
 }
 
-const D: Dom = Dom { id: 1, cache_attrs: false };
+const D: Dom = Dom { id: 1, io: false, xen_pages: false };
 const FRAMES: u64 = 10;
 
 fn entry(b: &[u8]) -> (u64, usize, u64) {

@@ -111,6 +111,11 @@ pub enum Owner {
     /// A hypervisor page shared with a domain (shared_info, grant frames): mappable, never
     /// freed by the domain.
     Shared(u16),
+    /// Not RAM (a hole, reserved or device memory): a domain with I/O access may map it,
+    /// uncached, without references.
+    Io,
+    /// A hypervisor page privileged domains may map read-only through DOMID_XEN (the M2P).
+    HypervisorRo,
 }
 
 /// Per-frame state.
@@ -142,8 +147,12 @@ pub trait FrameMemory {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Dom {
     pub id: u16,
-    /// May use cache attributes (PWT/PCD/PAT) in L1 entries (a domain with I/O rights).
-    pub cache_attrs: bool,
+    /// Has I/O rights: may map I/O frames and use cache attributes (PWT/PCD/PAT) in L1
+    /// entries (dom0).
+    pub io: bool,
+    /// Mappings are made on behalf of DOMID_XEN (mmu_update's foreigndom): the hypervisor's
+    /// read-only shared pages may be mapped.
+    pub xen_pages: bool,
 }
 
 /// First and last hypervisor-owned L4 slots.
@@ -161,9 +170,9 @@ fn disallowed(level: u8, dom: Dom) -> u64 {
     let base = pte::PWT | pte::PCD | pte::PSE | pte::GLOBAL | pte::GNTTAB;
     match level {
         1 => {
-            let mut m = pte::PAT | pte::GNTTAB;
-            if !dom.cache_attrs {
-                m |= pte::PWT | pte::PCD;
+            let mut m = pte::GNTTAB;
+            if !dom.io {
+                m |= pte::CACHE;
             }
             m
         }
@@ -195,10 +204,25 @@ fn mfn_of(e: u64) -> Mfn {
     (e & pte::ADDR_MASK) >> 12
 }
 
+/// How an L1 entry refers to its target.
+enum L1Target {
+    /// The domain's RAM: a general reference, plus a writable type reference if RW.
+    Ram,
+    /// A hypervisor page shared with the domain: a general reference.
+    Shared,
+    /// Device memory: no reference, mapped uncached.
+    Io,
+}
+
 /// The frame table: one `PageInfo` per machine frame.
 #[derive(Debug)]
 pub struct FrameTable {
     info: Vec<PageInfo>,
+    /// Frames at or above this are beyond the machine's physical address width.
+    phys_limit: Mfn,
+    /// Domain frames whose last reference went after their owner gave them up: the caller
+    /// frees them and adjusts the owner's page count.
+    pub freed: Vec<(Mfn, u16)>,
     /// Set when a frame stopped being a page table or descriptor page: translations cached
     /// from it must be flushed before the guest runs again.
     pub flush_needed: bool,
@@ -209,7 +233,35 @@ impl FrameTable {
     pub fn new(nr_frames: u64) -> Self {
         FrameTable {
             info: vec![PageInfo::default(); nr_frames as usize],
+            phys_limit: 1 << (52 - 12),
             flush_needed: false,
+            freed: Vec::new(),
+        }
+    }
+
+    /// Sets the machine's physical address width in bits.
+    pub fn set_phys_bits(&mut self, bits: u32) {
+        self.phys_limit = 1 << (bits.clamp(32, 52) - 12);
+    }
+
+    /// Marks a frame as not RAM (I/O or reserved memory).
+    pub fn set_io(&mut self, mfn: Mfn) {
+        if let Ok(p) = self.slot(mfn) {
+            *p = PageInfo {
+                owner: Owner::Io,
+                ..PageInfo::default()
+            };
+        }
+    }
+
+    /// Marks a hypervisor frame privileged domains may map read-only through DOMID_XEN.
+    pub fn set_hypervisor_ro(&mut self, mfn: Mfn) {
+        if let Ok(p) = self.slot(mfn) {
+            *p = PageInfo {
+                owner: Owner::HypervisorRo,
+                count: 1,
+                ..PageInfo::default()
+            };
         }
     }
 
@@ -270,28 +322,26 @@ impl FrameTable {
             .is_some_and(|p| p.owner == Owner::Domain(domid) && p.allocated)
     }
 
-    /// Whether `domid` may reference `mfn` at all (its RAM or a page shared with it).
+    /// Whether `domid` may reference `mfn` as memory (its RAM or a page shared with it).
     pub fn mappable_by(&self, mfn: Mfn, domid: u16) -> bool {
         self.get(mfn).is_some_and(|p| match p.owner {
-            Owner::Domain(d) => d == domid && p.count > 0,
+            Owner::Domain(d) => d == domid && p.allocated,
             Owner::Shared(d) => d == domid,
-            Owner::None => false,
+            _ => false,
         })
     }
 
-    /// The domain gives a RAM frame back (decrease_reservation). Returns true if the frame
-    /// is now unreferenced and may be freed; otherwise it is freed when the last reference
-    /// goes (see `put_page`). A frame that is pinned or in use as a table cannot be given back.
-    pub fn release(&mut self, mfn: Mfn, domid: u16) -> Result<bool, Errno> {
+    /// The domain gives a RAM frame back (decrease_reservation): its allocation reference
+    /// goes. The frame is freed when its last reference goes, which may be now or when the
+    /// last mapping or pin goes later; either way it is then listed in `freed`.
+    pub fn release(&mut self, mfn: Mfn, domid: u16) -> Result<(), Errno> {
         let p = self.slot(mfn)?;
         if p.owner != Owner::Domain(domid) || !p.allocated {
             return Err(BAD);
         }
-        if p.pinned {
-            return Err(Errno::EBUSY);
-        }
         p.allocated = false;
-        Ok(self.put_page(mfn))
+        self.put_page(mfn);
+        Ok(())
     }
 
     /// Takes a general reference on a frame `dom` may reference.
@@ -314,9 +364,12 @@ impl FrameTable {
         debug_assert!(p.count > 0, "put_page on unreferenced frame {mfn:#x}");
         p.count = p.count.saturating_sub(1);
         if p.count == 0 {
-            let shared = matches!(p.owner, Owner::Shared(_));
+            let owner = p.owner;
             *p = PageInfo::default();
-            return !shared;
+            if let Owner::Domain(d) = owner {
+                self.freed.push((mfn, d));
+                return true;
+            }
         }
         false
     }
@@ -415,7 +468,33 @@ impl FrameTable {
         level > 1 && e & pte::PRESENT != 0 && e & pte::RW == 0 && mfn_of(e) == table
     }
 
-    /// Takes the references a present entry of a level-`level` table implies.
+    /// How an L1 entry refers to its target frame.
+    fn classify_l1(&self, target: Mfn, e: u64, dom: Dom) -> Result<L1Target, Errno> {
+        if target >= self.phys_limit {
+            return Err(Errno::EPERM);
+        }
+        let Some(p) = self.get(target) else {
+            // Beyond the frame table: device memory.
+            return if dom.io {
+                Ok(L1Target::Io)
+            } else {
+                Err(Errno::EPERM)
+            };
+        };
+        match p.owner {
+            Owner::Io if dom.io => Ok(L1Target::Io),
+            Owner::Io => Err(Errno::EPERM),
+            Owner::Domain(d) if d == dom.id && p.allocated => Ok(L1Target::Ram),
+            Owner::Shared(d) if d == dom.id => Ok(L1Target::Shared),
+            Owner::HypervisorRo if dom.io && dom.xen_pages && e & pte::RW == 0 => {
+                Ok(L1Target::Shared)
+            }
+            _ => Err(Errno::EBUSY),
+        }
+    }
+
+    /// Takes the references a present entry of a level-`level` table implies; returns bits
+    /// the stored entry gets in addition (PCD|PWT for I/O memory).
     fn get_entry_refs(
         &mut self,
         mem: &mut dyn FrameMemory,
@@ -423,31 +502,45 @@ impl FrameTable {
         table: Mfn,
         e: u64,
         dom: Dom,
-    ) -> Result<(), Errno> {
+    ) -> Result<u64, Errno> {
         if e & pte::PRESENT == 0 {
-            return Ok(());
+            return Ok(0);
         }
         if e & disallowed(level, dom) != 0 {
             return Err(BAD);
         }
         if Self::is_self_linear(level, table, e) {
-            return Ok(());
+            return Ok(0);
         }
         let target = mfn_of(e);
         if level == 1 {
-            self.get_page(target, dom.id)?;
-            if e & pte::RW != 0
-                && !matches!(self.get(target).map(|p| p.owner), Some(Owner::Shared(_)))
-            {
-                if let Err(err) = self.get_page_type(mem, target, PageType::Writable, dom) {
-                    self.put_page(target);
-                    return Err(err);
+            match self.classify_l1(target, e, dom)? {
+                L1Target::Io => Ok(pte::PCD | pte::PWT),
+                L1Target::Shared => {
+                    let p = self.slot(target)?;
+                    if p.count >= MAX_COUNT {
+                        return Err(BAD);
+                    }
+                    p.count += 1;
+                    Ok(0)
+                }
+                L1Target::Ram => {
+                    self.get_page(target, dom.id)?;
+                    if e & pte::RW != 0 {
+                        if let Err(err) = self.get_page_type(mem, target, PageType::Writable, dom) {
+                            self.put_page(target);
+                            return Err(err);
+                        }
+                    }
+                    Ok(0)
                 }
             }
-            Ok(())
         } else {
             let child = PageType::table(level - 1).ok_or(BAD)?;
-            self.get_page_and_type(mem, target, child, dom)
+            if !self.owned_by(target, dom.id) {
+                return Err(BAD);
+            }
+            self.get_page_and_type(mem, target, child, dom).map(|()| 0)
         }
     }
 
@@ -458,12 +551,18 @@ impl FrameTable {
         }
         let target = mfn_of(e);
         if level == 1 {
-            if e & pte::RW != 0
-                && !matches!(self.get(target).map(|p| p.owner), Some(Owner::Shared(_)))
-            {
-                self.put_page_type(mem, target);
+            match self.get(target).map(|p| p.owner) {
+                None | Some(Owner::Io) | Some(Owner::None) => {}
+                Some(Owner::Domain(_)) => {
+                    if e & pte::RW != 0 {
+                        self.put_page_type(mem, target);
+                    }
+                    self.put_page(target);
+                }
+                Some(_) => {
+                    self.put_page(target);
+                }
             }
-            self.put_page(target);
         } else {
             self.put_page_and_type(mem, target);
         }
@@ -500,11 +599,14 @@ impl FrameTable {
             let e = mem.read(mfn, i);
             // A self-reference of an L2-L4 (a linear page table) fails the child-type check;
             // an L1 may map itself read-only (a writable self-map fails the type check).
-            if let Err(err) = self.get_entry_refs(mem, level, mfn, e, dom) {
-                self.unwind(mem, mfn, level, &idx[..n]);
-                return Err(err);
-            }
-            let adjusted = adjust_guest_entry(level, e);
+            let extra = match self.get_entry_refs(mem, level, mfn, e, dom) {
+                Ok(x) => x,
+                Err(err) => {
+                    self.unwind(mem, mfn, level, &idx[..n]);
+                    return Err(err);
+                }
+            };
+            let adjusted = adjust_guest_entry(level, e) | extra;
             if adjusted != e {
                 mem.write(mfn, i, adjusted);
             }
@@ -560,11 +662,12 @@ impl FrameTable {
             if new & disallowed(level, dom) != 0 {
                 return Err(BAD);
             }
-            mem.write(table, idx, adjusted);
+            // Keep the cache bits the hypervisor forced for I/O memory.
+            mem.write(table, idx, adjusted | (old & (pte::PCD | pte::PWT)));
             return Ok(());
         }
-        self.get_entry_refs(mem, level, table, new, dom)?;
-        mem.write(table, idx, adjusted);
+        let extra = self.get_entry_refs(mem, level, table, new, dom)?;
+        mem.write(table, idx, adjusted | extra);
         self.put_entry_refs(mem, level, table, old);
         if old & pte::PRESENT != 0 {
             self.flush_needed = true;

@@ -152,7 +152,8 @@ pub fn update_descriptor(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
             Some((PageType::SegDesc, n)) if n > 0 => PageType::SegDesc,
             _ => PageType::Writable,
         };
-        ft.get_page_and_type(mem, mfn, as_type, ptdom)?;
+        ft.get_page_and_type(mem, mfn, as_type, ptdom)
+            .map_err(|_| Errno::EINVAL)?;
         crate::mm::table_of(mfn)[idx] = fixed;
         ft.put_page_and_type(mem, mfn);
         Ok(())

@@ -159,7 +159,8 @@ impl Domain {
     pub fn ptdom(&self) -> xenolith_core::pagetype::Dom {
         xenolith_core::pagetype::Dom {
             id: self.id,
-            cache_attrs: self.privileged,
+            io: self.privileged,
+            xen_pages: false,
         }
     }
 }

@@ -112,6 +112,7 @@ const fn table() -> [Option<Hypercall>; NR_HYPERCALLS] {
     hc!(nr::MULTICALL, "multicall", multicall);
     hc!(nr::MMUEXT_OP, "mmuext_op", crate::mmu::mmuext_op);
     hc!(nr::PHYSDEV_OP, "physdev_op", crate::pv::physdev_op);
+    hc!(nr::DOMCTL, "domctl", crate::pv::domctl);
     hc!(nr::SET_DEBUGREG, "set_debugreg", crate::pv::set_debugreg);
     hc!(nr::GET_DEBUGREG, "get_debugreg", crate::pv::get_debugreg);
     t

@@ -157,7 +157,7 @@ fn boot(cmd: &CmdLine, bi: &BootInfo) -> ! {
         heap_base,
         mm::free_frames() >> 8
     );
-    mm::init_frame_table(max_pfn);
+    mm::init_frame_table(max_pfn, &bi.memory);
     if mm::init_m2p(max_pfn).is_none() {
         fatal("not enough memory for the machine-to-phys table");
     }

@@ -189,8 +189,10 @@ static M2P: Mutex<Option<M2p>> = Mutex::new(None);
 /// Allocates the M2P for `max_pfn` frames, fills it with INVALID entries and maps it
 /// read-only and guest-readable at MACH2PHYS_VIRT_START.
 pub fn init_m2p(max_pfn: u64) -> Option<()> {
-    let pages = (max_pfn * 8).div_ceil(4096);
-    let base = alloc_frames_contiguous(pages, 1)?;
+    // Whole 2 MiB chunks, like Xen's superpage-backed M2P.
+    let pages = (max_pfn * 8).div_ceil(4096).next_multiple_of(512);
+    // 2 MiB aligned chunks, as Xen's (XENMEM_machphys_mfn_list reports them).
+    let base = alloc_frames_contiguous(pages, 512)?;
     for i in 0..pages {
         let t = table_of(base + i);
         t.fill(INVALID_M2P_ENTRY);
@@ -204,6 +206,12 @@ pub fn init_m2p(max_pfn: u64) -> Option<()> {
     *M2P.lock() = Some(M2p {
         base_mfn: base,
         entries: pages * 512,
+    });
+    // Privileged guests may map the M2P's frames read-only through DOMID_XEN.
+    with_frames(|ft, _| {
+        for i in 0..pages {
+            ft.set_hypervisor_ro(base + i);
+        }
     });
     Some(())
 }
@@ -259,9 +267,39 @@ impl FrameMemory for DirectFrames {
 
 static FRAME_TABLE: Mutex<Option<FrameTable>> = Mutex::new(None);
 
-/// Creates the frame table for `nr` frames.
-pub fn init_frame_table(nr: u64) {
-    *FRAME_TABLE.lock() = Some(FrameTable::new(nr));
+/// Creates the frame table for `nr` frames: RAM frames start free, everything else (holes,
+/// reserved and device memory) is I/O memory.
+pub fn init_frame_table(nr: u64, memory: &[xenolith_core::bootinfo::MemRegion]) {
+    let mut ft = FrameTable::new(nr);
+    let ram = |pfn: u64| {
+        memory.iter().any(|r| {
+            r.kind == xenolith_core::bootinfo::E820_RAM
+                && r.base <= pfn << 12
+                && (pfn + 1) << 12 <= r.base + r.len
+        })
+    };
+    for pfn in 0..nr {
+        // The first MiB (BIOS, VGA, option ROMs) is I/O memory too, as on Xen.
+        if pfn < 0x100 || !ram(pfn) {
+            ft.set_io(pfn);
+        }
+    }
+    let bits = xenolith_arch::instr::cpuid(0x8000_0008, 0).eax & 0xff;
+    ft.set_phys_bits(if bits == 0 { 36 } else { bits });
+    *FRAME_TABLE.lock() = Some(ft);
+}
+
+/// Frees the frames whose last reference went after their owner gave them up: their M2P
+/// entries become invalid and the owner's page count drops.
+pub fn reap_freed(dom: &mut crate::domain::Domain) {
+    let freed = with_frames(|ft, _| core::mem::take(&mut ft.freed));
+    for (mfn, domid) in freed {
+        set_m2p(mfn, INVALID_M2P_ENTRY);
+        free_frame(mfn);
+        if domid == dom.id {
+            dom.tot_pages = dom.tot_pages.saturating_sub(1);
+        }
+    }
 }
 
 /// Runs `f` with the frame table. Lock order: a domain's lock, then this one; `f` must not

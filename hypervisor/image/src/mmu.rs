@@ -46,13 +46,31 @@ pub fn flush_for_uvmf(c: &mut Ctx<'_>, flags: u64, va: u64) -> Result<(), Errno>
     Ok(())
 }
 
-/// Checks the foreign-domain argument: only the caller itself exists here.
-fn check_foreigndom(c: &Ctx<'_>, foreigndom: u64) -> Result<(), Errno> {
-    let f = foreigndom & 0xffff;
-    if f == DOMID_SELF || f == u64::from(c.dom.id) {
-        Ok(())
-    } else {
-        Err(Errno::ESRCH)
+const DOMID_IO: u64 = 0x7ff1;
+const DOMID_XEN: u64 = 0x7ff2;
+
+/// Whose pages a batch may reference (mmu_update/mmuext_op `foreigndom`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PgOwner {
+    /// The caller (DOMID_SELF, or DOMID_IO for a domain with I/O rights).
+    Caller,
+    /// DOMID_XEN: the hypervisor's shared read-only pages (privileged callers).
+    Xen,
+}
+
+/// Decodes `foreigndom`: bits 0-15 name the owner of the pages mapped, bits 16-31 (if not
+/// 0) name the page-table owner plus one. Only the caller exists besides DOMID_IO and
+/// DOMID_XEN, and naming oneself explicitly is refused (Xen's "cannot specify itself").
+fn check_foreigndom(c: &Ctx<'_>, foreigndom: u64) -> Result<PgOwner, Errno> {
+    let pt_owner = (foreigndom >> 16) & 0xffff;
+    if pt_owner != 0 && pt_owner - 1 != u64::from(c.dom.id) {
+        return Err(Errno::ESRCH);
+    }
+    match foreigndom & 0xffff {
+        DOMID_SELF => Ok(PgOwner::Caller),
+        DOMID_IO if c.dom.privileged => Ok(PgOwner::Caller),
+        DOMID_XEN if c.dom.privileged => Ok(PgOwner::Xen),
+        _ => Err(Errno::ESRCH),
     }
 }
 
@@ -64,12 +82,16 @@ struct MmuUpdate {
 }
 
 /// Applies one mmu_update request.
-fn mmu_update_one(c: &mut Ctx<'_>, req: &MmuUpdate) -> Result<(), Errno> {
-    let ptdom = c.dom.ptdom();
+fn mmu_update_one(c: &mut Ctx<'_>, req: &MmuUpdate, pg: PgOwner) -> Result<(), Errno> {
+    let ptdom = xenolith_core::pagetype::Dom {
+        xen_pages: pg == PgOwner::Xen,
+        ..c.dom.ptdom()
+    };
     let cmd = req.ptr & 7;
     let mfn = req.ptr >> 12;
     match cmd {
-        0 | 2 => {
+        // MMU_PT_UPDATE_NO_TRANSLATE (3) is a normal update for a PV guest (gfn == mfn).
+        0 | 2 | 3 => {
             let idx = ((req.ptr & 0xfff) >> 3) as usize;
             with_frames(|ft, mem| {
                 if !ft.owned_by(mfn, ptdom.id) {
@@ -103,12 +125,13 @@ fn mmu_update_one(c: &mut Ctx<'_>, req: &MmuUpdate) -> Result<(), Errno> {
 fn batch<T: FromBytes + IntoBytes>(
     c: &mut Ctx<'_>,
     a: [u64; 5],
-    one: fn(&mut Ctx<'_>, &T) -> Result<(), Errno>,
+    one: fn(&mut Ctx<'_>, &T, PgOwner) -> Result<(), Errno>,
 ) -> Outcome {
     let (list, count_arg, pdone, foreigndom) = (a[0], a[1], a[2], a[3]);
-    if let Err(e) = check_foreigndom(c, foreigndom) {
-        return Err(e).into();
-    }
+    let pg = match check_foreigndom(c, foreigndom) {
+        Ok(p) => p,
+        Err(e) => return Err(e).into(),
+    };
     let size = core::mem::size_of::<T>() as u64;
     let mut done_before = 0u64;
     let count = if count_arg & PREEMPTED != 0 {
@@ -138,7 +161,7 @@ fn batch<T: FromBytes + IntoBytes>(
                 break;
             }
         };
-        if let Err(e) = one(c, &req) {
+        if let Err(e) = one(c, &req, pg) {
             rc = Err(e);
             break;
         }
@@ -199,9 +222,13 @@ fn replace_root_of(dom: &crate::domain::Domain, old: u64, new: u64) -> Result<()
     })
 }
 
-fn mmuext_one(c: &mut Ctx<'_>, op: &MmuextOp) -> Result<(), Errno> {
+fn mmuext_one(c: &mut Ctx<'_>, op: &MmuextOp, pg: PgOwner) -> Result<(), Errno> {
     let ptdom = c.dom.ptdom();
     let v = c.vcpu;
+    // Operations on the caller's own state need the caller as page owner.
+    if pg == PgOwner::Xen && !matches!(op.cmd, 0..=4) {
+        return Err(Errno::EPERM);
+    }
     match op.cmd {
         0..=3 => with_frames(|ft, mem| ft.pin(mem, op.arg1, op.cmd as u8 + 1, ptdom)),
         4 => with_frames(|ft, mem| ft.unpin(mem, op.arg1, ptdom)),
@@ -223,17 +250,21 @@ fn mmuext_one(c: &mut Ctx<'_>, op: &MmuextOp) -> Result<(), Errno> {
             Ok(())
         }
         8 => {
-            c.mem().read_obj::<u64>(op.arg2)?;
+            c.mem()
+                .read_obj::<u64>(op.arg2)
+                .map_err(|_| Errno::EINVAL)?;
             xenolith_arch::instr::flush_tlb_local();
             Ok(())
         }
         7 | 11 => {
-            xenolith_arch::instr::invlpg(op.arg1);
+            invlpg_guest(op.arg1);
             Ok(())
         }
         9 => {
-            c.mem().read_obj::<u64>(op.arg2)?;
-            xenolith_arch::instr::invlpg(op.arg1);
+            c.mem()
+                .read_obj::<u64>(op.arg2)
+                .map_err(|_| Errno::EINVAL)?;
+            invlpg_guest(op.arg1);
             Ok(())
         }
         12 | 18 => {
@@ -245,16 +276,20 @@ fn mmuext_one(c: &mut Ctx<'_>, op: &MmuextOp) -> Result<(), Errno> {
         }
         13 => crate::desc::set_ldt(c, op.arg1, op.arg2),
         16 => with_frames(|ft, mem| {
-            ft.get_page_and_type(mem, op.arg1, PageType::Writable, ptdom)?;
+            ft.get_page_and_type(mem, op.arg1, PageType::Writable, ptdom)
+                .map_err(|_| Errno::EINVAL)?;
             crate::mm::frame_bytes(op.arg1).fill(0);
             ft.put_page_and_type(mem, op.arg1);
             Ok(())
         }),
         17 => with_frames(|ft, mem| {
-            ft.get_page(op.arg2, ptdom.id)?;
-            if let Err(e) = ft.get_page_and_type(mem, op.arg1, PageType::Writable, ptdom) {
+            ft.get_page(op.arg2, ptdom.id).map_err(|_| Errno::EINVAL)?;
+            if ft
+                .get_page_and_type(mem, op.arg1, PageType::Writable, ptdom)
+                .is_err()
+            {
                 ft.put_page(op.arg2);
-                return Err(e);
+                return Err(Errno::EINVAL);
             }
             let src = *crate::mm::frame_bytes(op.arg2);
             crate::mm::frame_bytes(op.arg1).copy_from_slice(&src);
@@ -262,7 +297,18 @@ fn mmuext_one(c: &mut Ctx<'_>, op: &MmuextOp) -> Result<(), Errno> {
             ft.put_page(op.arg2);
             Ok(())
         }),
+        // MARK_SUPER / UNMARK_SUPER: superpage tracking is not offered (nor by Xen 4.17).
+        19 | 20 => Err(Errno::EOPNOTSUPP),
         _ => Err(Errno::ENOSYS),
+    }
+}
+
+/// INVLPG of a guest address; a non-canonical one is ignored (as on Xen), since the
+/// instruction would fault in the hypervisor.
+fn invlpg_guest(va: u64) {
+    let top = va >> 47;
+    if top == 0 || top == 0x1ffff {
+        xenolith_arch::instr::invlpg(va);
     }
 }
 

@@ -469,19 +469,29 @@ fn target_is_self(c: &Ctx<'_>, domid: u16) -> Result<(), Errno> {
     }
 }
 
+/// Largest extent order dom0 may ask for (Xen's default for the hardware domain).
+const MAX_ORDER_DOM0: u32 = 18;
+/// Largest extent order other domains may ask for.
+const MAX_ORDER_DOMU: u32 = 9;
+
 /// increase_reservation (0), decrease_reservation (1), populate_physmap (6) for a PV guest.
+///
+/// As on Xen the result is the number of extents completed, never an errno: a bad argument,
+/// a foreign domain, an oversized order or a failing extent stops the operation there.
 fn reservation(c: &mut Ctx<'_>, op: u64, start: u64, arg: u64) -> Outcome {
-    let r: Reservation = match c.mem().read_obj(arg) {
-        Ok(r) => r,
-        Err(e) => return Err(e).into(),
+    let Ok(r) = c.mem().read_obj::<Reservation>(arg) else {
+        return Ok(start).into();
     };
-    if let Err(e) = target_is_self(c, r.domid) {
-        return Err(e).into();
+    let max_order = if c.dom.privileged {
+        MAX_ORDER_DOM0
+    } else {
+        MAX_ORDER_DOMU
+    };
+    if target_is_self(c, r.domid).is_err() || r.extent_order > max_order || r.nr_extents > (1 << 40)
+    {
+        return Ok(start).into();
     }
-    // Only single pages so far; larger extents would need contiguous machine memory.
-    if r.extent_order != 0 {
-        return Ok(0).into();
-    }
+    let order = r.extent_order;
     let ptdom = c.dom.ptdom();
     let mut i = start;
     while i < r.nr_extents {
@@ -490,60 +500,68 @@ fn reservation(c: &mut Ctx<'_>, op: u64, start: u64, arg: u64) -> Outcome {
             return Outcome::Continue;
         }
         let slot = r.extent_start.wrapping_add(i * 8);
-        match op {
+        let done = match op {
             1 => {
-                let mfn = match c.mem().read_obj::<u64>(slot) {
-                    Ok(m) => m,
-                    Err(e) => return Err(e).into(),
+                let Ok(first) = c.mem().read_obj::<u64>(slot) else {
+                    break;
                 };
-                let freed = crate::mm::with_frames(|ft, mem| {
-                    if !ft.owned_by(mfn, ptdom.id) {
-                        return Err(Errno::EINVAL);
+                // Each frame of the extent in turn; a frame that is not ours stops here.
+                let mut all = true;
+                for k in 0..(1u64 << order) {
+                    let mfn = first + k;
+                    if crate::mm::with_frames(|ft, _| ft.release(mfn, ptdom.id)).is_err() {
+                        all = false;
+                        break;
                     }
-                    // A pinned table is unpinned first, as Xen does.
-                    if ft.get(mfn).is_some_and(|p| p.pinned) {
-                        ft.unpin(mem, mfn, ptdom)?;
-                    }
-                    ft.release(mfn, ptdom.id)
-                });
-                match freed {
-                    Ok(now_free) => {
-                        crate::mm::set_m2p(mfn, crate::mm::INVALID_M2P_ENTRY);
-                        if now_free {
-                            crate::mm::free_frame(mfn);
-                        }
-                        c.dom.tot_pages -= 1;
-                    }
-                    Err(_) => break,
                 }
+                crate::mm::reap_freed(c.dom);
+                all
             }
             _ => {
-                if c.dom.tot_pages >= c.dom.max_pages {
+                let n = 1u64 << order;
+                if c.dom.tot_pages + n > c.dom.max_pages {
                     break;
                 }
                 let gpfn = if op == 6 {
-                    match c.mem().read_obj::<u64>(slot) {
-                        Ok(p) => Some(p),
-                        Err(e) => return Err(e).into(),
-                    }
+                    let Ok(p) = c.mem().read_obj::<u64>(slot) else {
+                        break;
+                    };
+                    Some(p)
                 } else {
                     None
                 };
-                let Some(mfn) = crate::mm::alloc_frame() else {
-                    break;
+                let base = if order == 0 {
+                    crate::mm::alloc_frame()
+                } else {
+                    crate::mm::alloc_frames_contiguous(n, n)
                 };
-                if crate::mm::with_frames(|ft, _| ft.assign(mfn, ptdom.id)).is_err() {
-                    crate::mm::free_frame(mfn);
+                let Some(base) = base else { break };
+                for k in 0..n {
+                    if order != 0 {
+                        crate::mm::frame_bytes(base + k).fill(0);
+                    }
+                    let _ = crate::mm::with_frames(|ft, _| ft.assign(base + k, ptdom.id));
+                    if let Some(p) = gpfn {
+                        crate::mm::set_m2p(base + k, p + k);
+                    }
+                }
+                c.dom.tot_pages += n;
+                // A NULL list is allowed for increase_reservation: the frames are not reported.
+                if (r.extent_start != 0 || op == 6) && c.mem().write_obj(slot, &base).is_err() {
+                    // Unreportable: give the frames back rather than leak them.
+                    crate::mm::with_frames(|ft, _| {
+                        for k in 0..n {
+                            let _ = ft.release(base + k, ptdom.id);
+                        }
+                    });
+                    crate::mm::reap_freed(c.dom);
                     break;
                 }
-                if let Some(p) = gpfn {
-                    crate::mm::set_m2p(mfn, p);
-                }
-                c.dom.tot_pages += 1;
-                if let Err(e) = c.mem().write_obj(slot, &mfn) {
-                    return Err(e).into();
-                }
+                true
             }
+        };
+        if !done {
+            break;
         }
         i += 1;
     }
@@ -602,6 +620,13 @@ pub fn memory_op(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
             l.nr_extents = n as u32;
             c.mem().write_obj(arg, &l).map(|()| 0).into()
         }
+        // A PV domain has no pseudo-physical memory map unless its builder set one (Xen
+        // answers -ENOSYS for dom0 too), after checking the argument.
+        9 => match c.mem().read_obj::<MemoryMap>(arg) {
+            Ok(_) => Err(Errno::ENOSYS).into(),
+            Err(e) => Err(e).into(),
+        },
+        11 => exchange(c, arg),
         10 if !c.dom.privileged => Err(Errno::EPERM).into(),
         10 => {
             let mut m: MemoryMap = match c.mem().read_obj(arg) {
@@ -609,7 +634,15 @@ pub fn memory_op(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
                 Err(e) => return Err(e).into(),
             };
             let map = crate::host_memory_map();
-            let n = map.len().min(m.nr_entries as usize);
+            if m.buffer == 0 {
+                // Just the number of entries.
+                m.nr_entries = map.len() as u32;
+                return c.mem().write_obj(arg, &m).map(|()| 0).into();
+            }
+            if (m.nr_entries as usize) < map.len() {
+                return Err(Errno::EINVAL).into();
+            }
+            let n = map.len();
             for (i, r) in map.iter().take(n).enumerate() {
                 let mut e = [0u8; 20];
                 e[..8].copy_from_slice(&r.base.to_le_bytes());
@@ -714,4 +747,148 @@ pub fn get_debugreg(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
         return Err(Errno::EINVAL).into();
     };
     crate::emulate::get_debugreg(&c.dom.vcpus[c.vcpu], reg).into()
+}
+
+#[repr(C)]
+#[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
+struct Exchange {
+    input: Reservation,
+    output: Reservation,
+    nr_exchanged: u64,
+}
+
+/// XENMEM_exchange: trade the caller's frames for others of a different extent order (used
+/// for contiguous DMA buffers). Each input frame must be held only by its allocation.
+fn exchange(c: &mut Ctx<'_>, arg: u64) -> Outcome {
+    let mut x: Exchange = match c.mem().read_obj(arg) {
+        Ok(x) => x,
+        Err(e) => return Err(e).into(),
+    };
+    let (i, o) = (&x.input, &x.output);
+    let max_order = if c.dom.privileged {
+        MAX_ORDER_DOM0
+    } else {
+        MAX_ORDER_DOMU
+    };
+    if x.nr_exchanged > i.nr_extents
+        || i.domid != o.domid
+        || i.nr_extents > (1 << 40)
+        || o.nr_extents > (1 << 40)
+    {
+        return Err(Errno::EINVAL).into();
+    }
+    if i.extent_order > max_order || o.extent_order > max_order {
+        return Err(Errno::EPERM).into();
+    }
+    if (i.nr_extents << i.extent_order) != (o.nr_extents << o.extent_order) {
+        return Err(Errno::EINVAL).into();
+    }
+    if let Err(e) = target_is_self(c, i.domid) {
+        return Err(e).into();
+    }
+    let (in_order, out_order) = (i.extent_order, o.extent_order);
+    // One chunk: enough input extents for one output extent, or the other way round.
+    let (in_per, out_per) = if in_order >= out_order {
+        (1u64, 1u64 << (in_order - out_order))
+    } else {
+        (1u64 << (out_order - in_order), 1u64)
+    };
+    let ptdom = c.dom.ptdom();
+    while x.nr_exchanged < x.input.nr_extents {
+        let first_in = x.nr_exchanged;
+        let first_out = first_in / in_per * out_per;
+        // Collect and check the input frames.
+        let mut frames = alloc::vec::Vec::new();
+        for k in 0..in_per {
+            let slot = x.input.extent_start.wrapping_add((first_in + k) * 8);
+            let Ok(m) = c.mem().read_obj::<u64>(slot) else {
+                return Err(Errno::EFAULT).into();
+            };
+            for f in 0..(1u64 << in_order) {
+                frames.push(m + f);
+            }
+        }
+        let free = crate::mm::with_frames(|ft, _| {
+            frames.iter().all(|&m| {
+                ft.owned_by(m, ptdom.id)
+                    && ft
+                        .get(m)
+                        .is_some_and(|p| p.count == 1 && p.type_count == 0 && !p.pinned)
+            })
+        });
+        if !free {
+            return Err(Errno::EINVAL).into();
+        }
+        // New extents.
+        let n = 1u64 << out_order;
+        let mut out = alloc::vec::Vec::new();
+        for k in 0..out_per {
+            let slot = x.output.extent_start.wrapping_add((first_out + k) * 8);
+            let Ok(gpfn) = c.mem().read_obj::<u64>(slot) else {
+                return Err(Errno::EFAULT).into();
+            };
+            let Some(base) = crate::mm::alloc_frames_contiguous(n, n) else {
+                for &(b, _, _) in &out {
+                    for f in 0..n {
+                        crate::mm::free_frame(b + f);
+                    }
+                }
+                return Err(Errno::ENOMEM).into();
+            };
+            out.push((base, gpfn, slot));
+        }
+        for &(base, gpfn, slot) in &out {
+            for f in 0..n {
+                crate::mm::frame_bytes(base + f).fill(0);
+                let _ = crate::mm::with_frames(|ft, _| ft.assign(base + f, ptdom.id));
+                crate::mm::set_m2p(base + f, gpfn + f);
+            }
+            let _ = c.mem().write_obj(slot, &base);
+        }
+        crate::mm::with_frames(|ft, _| {
+            for &m in &frames {
+                let _ = ft.release(m, ptdom.id);
+            }
+        });
+        // The trade leaves the reservation unchanged.
+        c.dom.tot_pages += out_per * n;
+        crate::mm::reap_freed(c.dom);
+        x.nr_exchanged += in_per;
+        let _ = c.mem().write_obj(arg + 64, &x.nr_exchanged);
+    }
+    Ok(0).into()
+}
+
+// ---- domctl ----
+
+/// The domctl interface version of Xen 4.17.
+const DOMCTL_INTERFACE_VERSION: u32 = 0x15;
+const DOMCTL_MAX_MEM: u32 = 11;
+
+/// domctl(op): the toolstack's domain control; so far only max_mem, on the caller itself.
+pub fn domctl(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
+    if !c.dom.privileged {
+        return Err(Errno::EPERM).into();
+    }
+    let mut head = [0u8; 24];
+    if let Err(e) = c.mem().read(a[0], &mut head) {
+        return Err(e).into();
+    }
+    let cmd = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
+    let version = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+    let domain = u16::from_le_bytes([head[8], head[9]]);
+    if version != DOMCTL_INTERFACE_VERSION {
+        return Err(Errno::EACCES).into();
+    }
+    match cmd {
+        DOMCTL_MAX_MEM => {
+            if domain != c.dom.id {
+                return Err(Errno::ESRCH).into();
+            }
+            let kb = u64::from_le_bytes(head[16..24].try_into().unwrap_or([0; 8]));
+            c.dom.max_pages = (kb >> 2).min(u64::from(u32::MAX));
+            Ok(0).into()
+        }
+        _ => Err(Errno::ENOSYS).into(),
+    }
 }

@@ -25,7 +25,8 @@ impl FrameMemory for Mem {
 
 const D: Dom = Dom {
     id: 1,
-    cache_attrs: false,
+    io: false,
+    xen_pages: false,
 };
 const OTHER: u16 = 2;
 /// Frames 0..OWNED belong to domain 1; OWNED..OWNED+2 to domain 2; one shared page; rest free.
@@ -141,14 +142,29 @@ fn self_mapping_and_foreign_frames_refused() {
     mem.write(1, 5, e(OWNED, 0));
     assert_eq!(
         ft.pin(&mut mem, 1, 1, D),
-        Err(Errno::EINVAL),
+        Err(Errno::EBUSY),
         "other domain's frame"
     );
     mem.write(1, 5, e(TOTAL + 100, 0));
     assert_eq!(
         ft.pin(&mut mem, 1, 1, D),
-        Err(Errno::EINVAL),
-        "beyond the frame table"
+        Err(Errno::EPERM),
+        "device memory without I/O rights"
+    );
+    let io = Dom { io: true, ..D };
+    ft.pin(&mut mem, 1, 1, io).unwrap();
+    assert_eq!(
+        mem.read(1, 5) & (pte::PCD | pte::PWT),
+        pte::PCD | pte::PWT,
+        "device memory mapped uncached"
+    );
+    ft.unpin(&mut mem, 1, io).unwrap();
+    ft.set_phys_bits(40);
+    mem.write(1, 5, e(1 << 28, 0));
+    assert_eq!(
+        ft.pin(&mut mem, 1, 1, io),
+        Err(Errno::EPERM),
+        "beyond the physical address width"
     );
     mem.write(1, 5, e(SHARED, pte::RW));
     ft.pin(&mut mem, 1, 1, D).unwrap();
@@ -168,10 +184,7 @@ fn flags_and_superpages() {
         Err(Errno::EINVAL),
         "cache attrs without I/O rights"
     );
-    let io = Dom {
-        cache_attrs: true,
-        ..D
-    };
+    let io = Dom { io: true, ..D };
     ft.pin(&mut mem, 1, 1, io).unwrap();
     mem.write(3, 0, e(4, pte::PSE | pte::RW));
     assert_eq!(ft.pin(&mut mem, 3, 2, D), Err(Errno::EINVAL), "superpage");
@@ -252,7 +265,11 @@ fn pin_rules() {
         Err(Errno::EINVAL),
         "pin foreign"
     );
-    assert_eq!(ft.release(1, D.id), Err(Errno::EBUSY), "release pinned");
+    // A pinned frame can be given back; it is freed when the pin goes.
+    assert_eq!(ft.release(1, D.id), Ok(()));
+    assert!(ft.freed.is_empty());
+    ft.unpin(&mut mem, 1, D).unwrap();
+    assert_eq!(ft.freed, [(1, D.id)]);
 }
 
 #[test]
@@ -288,10 +305,13 @@ fn released_frame_freed_on_last_reference() {
     let (mut ft, mut mem) = setup();
     mem.write(1, 0, e(2, 0));
     ft.pin(&mut mem, 1, 1, D).unwrap();
-    assert_eq!(ft.release(2, D.id), Ok(false), "still mapped");
+    assert_eq!(ft.release(2, D.id), Ok(()));
+    assert!(ft.freed.is_empty(), "still mapped, not freed yet");
+    assert_eq!(ft.release(2, D.id), Err(Errno::EINVAL), "released twice");
     assert!(!ft.owned_by(2, D.id));
     ft.unpin(&mut mem, 1, D).unwrap();
     assert_eq!(ft.get(2).unwrap().owner, Owner::None, "freed once unmapped");
+    assert_eq!(ft.freed, [(2, D.id)]);
 }
 
 // ---- property test ----
@@ -471,7 +491,8 @@ proptest! {
         }
         // Giving every frame back frees it.
         for m in 0..OWNED {
-            prop_assert_eq!(ft.release(m, D.id), Ok(true));
+            prop_assert_eq!(ft.release(m, D.id), Ok(()));
+            prop_assert_eq!(ft.freed.last().copied(), Some((m, D.id)), "frame {} freed at once", m);
         }
     }
 }
