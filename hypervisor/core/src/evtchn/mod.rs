@@ -33,6 +33,12 @@
 //! * FIFO: a port is linked into at most one queue at a time (the `LINKED` bit is test-and-set before
 //!   linking), the hypervisor-private tail of each queue only names ports inside the event array,
 //!   and after `EVTCHNOP_init_control` the 2-level bitmaps are no longer touched.
+//!
+//! Left to the caller: copying arguments from/to the guest (`-EFAULT`), resolving `DOMID_SELF` and
+//! unknown domains (`-ESRCH`), privilege checks for `dom != DOMID_SELF`, `EVTCHNOP_bind_pirq`
+//! (PIRQ ports are never created here), and waking vCPUs. Differences from Xen: `EVTCHNOP_reset`
+//! is not preemptible (no `-ERESTART`/`reset_cont`), and a port freed while its FIFO event word
+//! was missing forgets the remembered pending state (Xen would re-raise it when the page appears).
 use alloc::vec::Vec;
 use core::num::NonZeroU8;
 
@@ -391,10 +397,7 @@ impl EvtchnDomain {
 
     /// The port bound to `virq` for `vcpu` (global VIRQs: look on vCPU 0).
     pub fn virq_port(&self, vcpu: VcpuId, virq: u32) -> Option<EvtchnPort> {
-        let p = *self
-            .virq_to_port
-            .get(vcpu.0 as usize)?
-            .get(virq as usize)?;
+        let p = *self.virq_to_port.get(vcpu.0 as usize)?.get(virq as usize)?;
         (p != 0).then_some(EvtchnPort(p))
     }
 
@@ -433,7 +436,9 @@ impl EvtchnDomain {
     /// Whether a free port may not be reused yet (FIFO: still linked in a queue).
     fn port_busy<M: EventMemory>(&self, mem: &M, port: u32) -> bool {
         match &self.fifo {
-            Some(f) => f.has_word(port) && mem.fifo_word_load(EvtchnPort(port)) & FIFO_WORD_LINKED != 0,
+            Some(f) => {
+                f.has_word(port) && mem.fifo_word_load(EvtchnPort(port)) & FIFO_WORD_LINKED != 0
+            }
             None => false,
         }
     }
@@ -527,9 +532,7 @@ impl EvtchnDomain {
     ) -> Result<(EvtchnPort, Notify), Errno> {
         let lport = self.get_free_port(mem)?;
         let me = self.domid;
-        let unbound_for_me = |c: Option<&Channel>| {
-            matches!(c, Some(c) if c.state == PortState::Unbound { remote_dom: me })
-        };
+        let unbound_for_me = |c: Option<&Channel>| matches!(c, Some(c) if c.state == PortState::Unbound { remote_dom: me });
         let rdom = match remote {
             None => {
                 if !unbound_for_me(self.chan(remote_port)) {
@@ -699,7 +702,12 @@ impl EvtchnDomain {
 
     /// The other end of `port` (`from_dom`'s `from_port`) was closed: if `port` is still connected
     /// to it, it reverts to `Unbound` for `from_dom`. Returns whether it changed.
-    pub fn peer_closed(&mut self, port: EvtchnPort, from_dom: DomId, from_port: EvtchnPort) -> bool {
+    pub fn peer_closed(
+        &mut self,
+        port: EvtchnPort,
+        from_dom: DomId,
+        from_port: EvtchnPort,
+    ) -> bool {
         match self.chan_mut(port) {
             Some(c)
                 if c.state
@@ -772,19 +780,21 @@ impl EvtchnDomain {
                         from_port: port,
                     });
                 }
-                Ok(match self.deliver_interdomain(mem, remote_port, remote_dom, port) {
-                    Delivery::Dropped => SendAction::Dropped,
-                    Delivery::Raised(n) => SendAction::Local(n),
-                    Delivery::Consumer {
-                        consumer,
-                        port,
-                        vcpu,
-                    } => SendAction::Consumer {
-                        consumer,
-                        port,
-                        vcpu,
+                Ok(
+                    match self.deliver_interdomain(mem, remote_port, remote_dom, port) {
+                        Delivery::Dropped => SendAction::Dropped,
+                        Delivery::Raised(n) => SendAction::Local(n),
+                        Delivery::Consumer {
+                            consumer,
+                            port,
+                            vcpu,
+                        } => SendAction::Consumer {
+                            consumer,
+                            port,
+                            vcpu,
+                        },
                     },
-                })
+                )
             }
             PortState::Ipi => Ok(SendAction::Local(self.raise(mem, port))),
             PortState::Unbound { .. } => Ok(SendAction::Dropped),
@@ -833,9 +843,7 @@ impl EvtchnDomain {
             PortState::Interdomain {
                 remote_dom,
                 remote_port,
-            } if remote_dom == self.domid => {
-                SendAction::Local(self.raise(mem, remote_port))
-            }
+            } if remote_dom == self.domid => SendAction::Local(self.raise(mem, remote_port)),
             PortState::Interdomain {
                 remote_dom,
                 remote_port,
@@ -848,9 +856,9 @@ impl EvtchnDomain {
         }
     }
 
-    /// Raises `port` on its notify vCPU (Xen's `evtchn_port_set_pending`). Invalid or free ports
-    /// are raised like any other (the caller only raises ports it bound); ports outside the ABI's
-    /// range are ignored.
+    /// Raises `port` on its notify vCPU (Xen's `evtchn_port_set_pending`), whatever its state (the
+    /// caller raises only ports it bound). Invalid ports and ports the ABI cannot represent are
+    /// ignored.
     pub fn raise<M: EventMemory>(&mut self, mem: &mut M, port: EvtchnPort) -> Notify {
         match self.chan(port) {
             Some(c) => {
@@ -931,7 +939,11 @@ impl EvtchnDomain {
     /// `EVTCHNOP_unmask`: clears the port's mask and, if it is pending, re-does the delivery step
     /// (2-level: selector and upcall; FIFO: link into its queue). Valid ports in any state are
     /// accepted (as in Xen); hypervisor-consumer ports are left alone. Errors: `-EINVAL` (invalid).
-    pub fn unmask<M: EventMemory>(&mut self, mem: &mut M, port: EvtchnPort) -> Result<Notify, Errno> {
+    pub fn unmask<M: EventMemory>(
+        &mut self,
+        mem: &mut M,
+        port: EvtchnPort,
+    ) -> Result<Notify, Errno> {
         let c = *self.chan(port).ok_or(Errno::EINVAL)?;
         if c.consumer.is_some() {
             return Ok(Notify::NONE);
@@ -1025,8 +1037,7 @@ impl EvtchnDomain {
             Some(f) => !f.has_word(port.0) || mem.fifo_word_load(port) & FIFO_WORD_MASKED != 0,
             None => {
                 port.0 >= EVTCHN_2L_NR_CHANNELS
-                    || mem.bitmap_load(Bitmap::Mask, evtchn_2l_word(port.0))
-                        & evtchn_2l_bit(port.0)
+                    || mem.bitmap_load(Bitmap::Mask, evtchn_2l_word(port.0)) & evtchn_2l_bit(port.0)
                         != 0
             }
         }
@@ -1050,7 +1061,7 @@ impl EvtchnDomain {
         if !self.vcpu_exists(vcpu) {
             return Err(Errno::ENOENT);
         }
-        if offset > fifo::PAGE_SIZE - FIFO_CONTROL_BLOCK_SIZE || offset % 8 != 0 {
+        if offset > fifo::PAGE_SIZE - FIFO_CONTROL_BLOCK_SIZE || !offset.is_multiple_of(8) {
             return Err(Errno::EINVAL);
         }
         match &mut self.fifo {
@@ -1074,9 +1085,8 @@ impl EvtchnDomain {
                 // Xen's setup_ports: remember 2-level pending state, default priority.
                 let n = (self.chans.len() as u32).min(EVTCHN_2L_NR_CHANNELS);
                 for p in 1..n {
-                    let pending = mem.bitmap_load(Bitmap::Pending, evtchn_2l_word(p))
-                        & evtchn_2l_bit(p)
-                        != 0;
+                    let pending =
+                        mem.bitmap_load(Bitmap::Pending, evtchn_2l_word(p)) & evtchn_2l_bit(p) != 0;
                     if let Some(c) = self.chans.get_mut(p as usize) {
                         if pending {
                             c.fifo_pending = true;
