@@ -86,6 +86,12 @@ pub fn build(cmd: &CmdLine, bi: &BootInfo) -> Result<Box<Domain>, BuildError> {
         vm_assist: 0,
         shutdown: None,
         vcpus: Vec::new(),
+        evtchn: xenolith_core::evtchn::EvtchnDomain::new(
+            xen_abi::types::DomId(DOMID_DOM0),
+            1,
+            1 << 17,
+        ),
+        fifo: crate::events::FifoFrames::default(),
     };
     let supported = crate::pv::supported_features(&dom_template);
     if let Some(f) = image.unsupported_required(supported) {
@@ -138,6 +144,8 @@ pub fn build(cmd: &CmdLine, bi: &BootInfo) -> Result<Box<Domain>, BuildError> {
     );
 
     let mut dom = Box::new(dom_template);
+    // dom0 handles the global VIRQs (console, debug...), as on Xen.
+    dom.evtchn.set_global_virq_handler(true);
     // Like Xen, dom0 may grow without a limit of its own unless dom0_mem=max: says so.
     dom.max_pages = cmd
         .dom0_mem

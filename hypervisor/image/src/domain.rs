@@ -54,6 +54,18 @@ pub struct Vcpu {
     pub vcpu_info_maddr: u64,
     /// Virtual CR0.TS.
     pub virtual_ts: bool,
+    /// Single-shot timer deadline (system time, ns).
+    pub timer_deadline: Option<u64>,
+    /// Periodic timer period (0 = off) and next expiry.
+    pub periodic_ns: u64,
+    pub periodic_next: u64,
+    /// Deadline of a SCHEDOP_poll in progress.
+    pub poll_deadline: Option<u64>,
+    /// Runstate and the guest virtual address it is published at (0 = none).
+    pub runstate: crate::vcpu::Runstate,
+    pub runstate_area: u64,
+    /// Guest frame holding vcpu_info after VCPUOP_register_vcpu_info (0 = in shared_info).
+    pub vcpu_info_frame: u64,
     /// Virtual IOPL (PHYSDEVOP_set_iopl).
     pub iopl: u8,
     /// Guest virtual address and port count of the I/O bitmap (PHYSDEVOP_set_iobitmap).
@@ -95,6 +107,13 @@ impl Vcpu {
             gs_base_user: 0,
             vcpu_info_maddr,
             virtual_ts: false,
+            timer_deadline: None,
+            periodic_ns: 0,
+            periodic_next: 0,
+            poll_deadline: None,
+            runstate: crate::vcpu::Runstate::default(),
+            runstate_area: 0,
+            vcpu_info_frame: 0,
             iopl: 0,
             iobmp: 0,
             iobmp_limit: 0,
@@ -142,6 +161,10 @@ pub struct Domain {
     pub vm_assist: u64,
     pub shutdown: Option<Shutdown>,
     pub vcpus: Vec<Vcpu>,
+    /// Event channels.
+    pub evtchn: xenolith_core::evtchn::EvtchnDomain,
+    /// Frames of the FIFO event-channel ABI, if the guest switched to it.
+    pub fifo: crate::events::FifoFrames,
 }
 
 impl Domain {

@@ -348,7 +348,7 @@ pub fn privileged_op(dom: &mut Domain, regs: &mut GuestRegs) -> bool {
             port_out(dom, p, size, regs.rax as u32);
             true
         }
-        Op::Cli | Op::Sti if kernel => {
+        Op::Cli | Op::Sti => {
             if dom.vcpus[0].iopl < guest_cpl(dom) {
                 return false;
             }

@@ -113,6 +113,13 @@ const fn table() -> [Option<Hypercall>; NR_HYPERCALLS] {
     hc!(nr::MMUEXT_OP, "mmuext_op", crate::mmu::mmuext_op);
     hc!(nr::PHYSDEV_OP, "physdev_op", crate::pv::physdev_op);
     hc!(nr::DOMCTL, "domctl", crate::pv::domctl);
+    hc!(
+        nr::EVENT_CHANNEL_OP,
+        "event_channel_op",
+        crate::events::event_channel_op
+    );
+    hc!(nr::VCPU_OP, "vcpu_op", crate::vcpu::vcpu_op);
+    hc!(nr::SET_TIMER_OP, "set_timer_op", crate::vcpu::set_timer_op);
     hc!(nr::SET_DEBUGREG, "set_debugreg", crate::pv::set_debugreg);
     hc!(nr::GET_DEBUGREG, "get_debugreg", crate::pv::get_debugreg);
     t

@@ -13,6 +13,7 @@ mod dom0;
 mod domain;
 mod emulate;
 mod entry;
+mod events;
 mod fpu;
 mod guestmem;
 mod heap;
@@ -25,6 +26,7 @@ mod pv;
 mod sched;
 mod time;
 mod traps;
+mod vcpu;
 
 use alloc::string::String;
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};

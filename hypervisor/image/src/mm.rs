@@ -319,3 +319,32 @@ pub fn flush_if_needed() {
         xenolith_arch::instr::flush_tlb_local();
     }
 }
+
+/// A naturally aligned 64-bit word of guest-shared memory, for atomic access.
+pub fn atomic_u64(maddr: u64) -> &'static core::sync::atomic::AtomicU64 {
+    assert!(
+        maddr.is_multiple_of(8)
+            && maddr < DIRECTMAP_LIMIT.load(core::sync::atomic::Ordering::Relaxed)
+    );
+    // SAFETY: the address is 8-aligned and inside the direct map, which stays mapped; callers
+    // only pass frames the hypervisor owns or holds a reference on, and AtomicU64 has the
+    // layout of u64.
+    unsafe { core::sync::atomic::AtomicU64::from_ptr(phys_to_virt(maddr) as *mut u64) }
+}
+
+/// A naturally aligned 32-bit word of guest-shared memory, for atomic access.
+pub fn atomic_u32(maddr: u64) -> &'static core::sync::atomic::AtomicU32 {
+    assert!(
+        maddr.is_multiple_of(4)
+            && maddr < DIRECTMAP_LIMIT.load(core::sync::atomic::Ordering::Relaxed)
+    );
+    // SAFETY: as for `atomic_u64`, with 4-byte alignment.
+    unsafe { core::sync::atomic::AtomicU32::from_ptr(phys_to_virt(maddr) as *mut u32) }
+}
+
+/// A byte of guest-shared memory, for atomic access.
+pub fn atomic_u8(maddr: u64) -> &'static core::sync::atomic::AtomicU8 {
+    assert!(maddr < DIRECTMAP_LIMIT.load(core::sync::atomic::Ordering::Relaxed));
+    // SAFETY: as for `atomic_u64`; bytes need no alignment.
+    unsafe { core::sync::atomic::AtomicU8::from_ptr(phys_to_virt(maddr) as *mut u8) }
+}

@@ -377,16 +377,10 @@ pub fn sched_op(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
     match cmd {
         0 => Ok(0).into(),
         1 => {
-            // Block: enable event delivery, then wait until an upcall is pending.
-            let vi = vcpu_info(&c.dom.vcpus[c.vcpu]);
-            vi.evtchn_upcall_mask = 0;
-            // The flag is set by event delivery from interrupt context, so read it afresh.
-            // SAFETY: `vi` is a valid reference; a volatile read of a byte has no other effect.
-            while unsafe { core::ptr::read_volatile(&raw const vi.evtchn_upcall_pending) } == 0 {
-                xenolith_arch::instr::sti_hlt_cli();
-            }
+            crate::vcpu::block(c.dom);
             Ok(0).into()
         }
+        3 => crate::vcpu::poll(c, arg),
         2 => match c.mem().read_obj::<u32>(arg) {
             Ok(reason) => {
                 crate::info!(

@@ -234,3 +234,17 @@ pub fn update_wallclock(si: &mut SharedInfo) {
     core::sync::atomic::compiler_fence(Ordering::SeqCst);
     si.wc_version = si.wc_version.wrapping_add(1);
 }
+
+/// Programs the local APIC timer to fire at system time `deadline` (ns), or stops it.
+pub fn set_deadline(deadline: Option<u64>) {
+    match deadline {
+        None => lapic_write(APIC_TIMER_INIT, 0),
+        Some(d) => {
+            let delta_ns = d.saturating_sub(now_ns()).max(1000);
+            let per_ms = LAPIC_TICKS_PER_MS.load(Ordering::Relaxed);
+            let ticks = (u128::from(delta_ns) * u128::from(per_ms) / 1_000_000)
+                .clamp(1, u128::from(u32::MAX));
+            lapic_write(APIC_TIMER_INIT, ticks as u32);
+        }
+    }
+}

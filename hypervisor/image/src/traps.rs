@@ -86,6 +86,7 @@ pub extern "C" fn trap_dispatch(regs: &mut GuestRegs) {
 pub fn exit_to_guest(dom: &mut Domain, regs: &mut GuestRegs) {
     crate::mm::reap_freed(dom);
     crate::mm::flush_if_needed();
+    crate::vcpu::check(dom);
     if let Some(s) = dom.shutdown {
         let id = dom.id;
         // Keep the domain around for the report, but leave the lock before stopping.

@@ -1,0 +1,305 @@
+//! Event channels for PV guests: the guest-memory side of `xenolith_core::evtchn` and the
+//! event_channel_op hypercall.
+//!
+//! The 2-level ABI lives in shared_info (pending and mask bitmaps) and each vCPU's vcpu_info
+//! (selector, upcall flag); the FIFO ABI in guest frames the guest registers (control blocks,
+//! event arrays), on which the hypervisor holds writable type references while they are in
+//! use. All accesses are atomic, since the guest changes the same words concurrently.
+use core::sync::atomic::Ordering::SeqCst;
+
+use alloc::vec::Vec;
+use xen_abi::errno::Errno;
+use xen_abi::event_channel as ev;
+use xen_abi::types::{DomId, EvtchnPort, VcpuId};
+use xenolith_core::evtchn::{Bitmap, EventMemory, EvtchnDomain, Notify, SendAction};
+use xenolith_core::pagetype::PageType;
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+use crate::domain::Domain;
+use crate::hypercall::{Ctx, Outcome};
+use crate::mm::{atomic_u32, atomic_u64, atomic_u8, with_frames};
+
+/// Frames of the FIFO ABI a domain registered.
+#[derive(Debug, Default)]
+pub struct FifoFrames {
+    /// Per vCPU: (frame, offset) of its control block.
+    pub control: Vec<Option<(u64, u32)>>,
+    /// Event-array pages, in order.
+    pub pages: Vec<u64>,
+}
+
+/// The guest memory of one domain's event channels.
+pub struct DomEvents<'a> {
+    domid: u16,
+    shared_info: u64,
+    vcpu_info: Vec<u64>,
+    fifo: &'a mut FifoFrames,
+}
+
+const PENDING_OFF: u64 = 0x800;
+const MASK_OFF: u64 = 0xa00;
+const WORDS_PER_PAGE: u32 = 1024;
+
+impl DomEvents<'_> {
+    fn bitmap(&self, map: Bitmap, word: usize) -> &'static core::sync::atomic::AtomicU64 {
+        let off = match map {
+            Bitmap::Pending => PENDING_OFF,
+            Bitmap::Mask => MASK_OFF,
+        };
+        atomic_u64((self.shared_info << 12) + off + (word as u64 % 64) * 8)
+    }
+
+    fn vcpu(&self, v: VcpuId) -> u64 {
+        self.vcpu_info
+            .get(v.0 as usize)
+            .copied()
+            .unwrap_or(self.vcpu_info[0])
+    }
+
+    fn word(&self, port: EvtchnPort) -> Option<&'static core::sync::atomic::AtomicU32> {
+        let page = *self.fifo.pages.get((port.0 / WORDS_PER_PAGE) as usize)?;
+        Some(atomic_u32(
+            (page << 12) + u64::from(port.0 % WORDS_PER_PAGE) * 4,
+        ))
+    }
+
+    fn control(&self, v: VcpuId) -> Option<u64> {
+        let (mfn, off) = (*self.fifo.control.get(v.0 as usize)?)?;
+        Some((mfn << 12) + u64::from(off))
+    }
+
+    fn take_writable(&self, gfn: u64) -> Result<(), Errno> {
+        let dom = xenolith_core::pagetype::Dom {
+            id: self.domid,
+            io: false,
+            xen_pages: false,
+        };
+        with_frames(|ft, mem| ft.get_page_and_type(mem, gfn, PageType::Writable, dom))
+            .map_err(|_| Errno::EINVAL)
+    }
+}
+
+fn release(mfn: u64) {
+    with_frames(|ft, mem| ft.put_page_and_type(mem, mfn));
+}
+
+impl EventMemory for DomEvents<'_> {
+    fn bitmap_load(&self, map: Bitmap, word: usize) -> u64 {
+        self.bitmap(map, word).load(SeqCst)
+    }
+    fn bitmap_fetch_or(&mut self, map: Bitmap, word: usize, bits: u64) -> u64 {
+        self.bitmap(map, word).fetch_or(bits, SeqCst)
+    }
+    fn bitmap_fetch_and(&mut self, map: Bitmap, word: usize, bits: u64) -> u64 {
+        self.bitmap(map, word).fetch_and(bits, SeqCst)
+    }
+    fn selector_fetch_or(&mut self, vcpu: VcpuId, bits: u64) -> u64 {
+        atomic_u64(self.vcpu(vcpu) + 8).fetch_or(bits, SeqCst)
+    }
+    fn upcall_pending_test_and_set(&mut self, vcpu: VcpuId) -> bool {
+        atomic_u8(self.vcpu(vcpu)).swap(1, SeqCst) != 0
+    }
+    fn fifo_map_control_block(&mut self, vcpu: VcpuId, gfn: u64, offset: u32) -> Result<(), Errno> {
+        self.take_writable(gfn)?;
+        let slot = vcpu.0 as usize;
+        if self.fifo.control.len() <= slot {
+            self.fifo.control.resize(slot + 1, None);
+        }
+        if let Some((old, _)) = self.fifo.control[slot].replace((gfn, offset)) {
+            release(old);
+        }
+        Ok(())
+    }
+    fn fifo_map_array_page(&mut self, index: u32, gfn: u64) -> Result<(), Errno> {
+        if index as usize != self.fifo.pages.len() {
+            return Err(Errno::EINVAL);
+        }
+        self.take_writable(gfn)?;
+        self.fifo.pages.push(gfn);
+        Ok(())
+    }
+    fn fifo_unmap_all(&mut self) {
+        for (m, _) in self.fifo.control.drain(..).flatten() {
+            release(m);
+        }
+        for m in self.fifo.pages.drain(..) {
+            release(m);
+        }
+    }
+    fn fifo_word_load(&self, port: EvtchnPort) -> u32 {
+        self.word(port).map_or(0, |w| w.load(SeqCst))
+    }
+    fn fifo_word_fetch_or(&mut self, port: EvtchnPort, bits: u32) -> u32 {
+        self.word(port).map_or(0, |w| w.fetch_or(bits, SeqCst))
+    }
+    fn fifo_word_fetch_and(&mut self, port: EvtchnPort, bits: u32) -> u32 {
+        self.word(port).map_or(0, |w| w.fetch_and(bits, SeqCst))
+    }
+    fn fifo_word_compare_exchange(
+        &mut self,
+        port: EvtchnPort,
+        cur: u32,
+        new: u32,
+    ) -> Result<u32, u32> {
+        match self.word(port) {
+            Some(w) => w.compare_exchange(cur, new, SeqCst, SeqCst),
+            None => Err(0),
+        }
+    }
+    fn fifo_ready_fetch_or(&mut self, vcpu: VcpuId, bits: u32) -> u32 {
+        self.control(vcpu)
+            .map_or(0, |a| atomic_u32(a).fetch_or(bits, SeqCst))
+    }
+    fn fifo_head_store(&mut self, vcpu: VcpuId, priority: u32, port: EvtchnPort) {
+        if let Some(a) = self.control(vcpu) {
+            atomic_u32(a + 8 + u64::from(priority % 16) * 4).store(port.0, SeqCst);
+        }
+    }
+}
+
+/// Splits a domain into its event table and the memory view the table works on.
+pub fn parts(dom: &mut Domain) -> (&mut EvtchnDomain, DomEvents<'_>) {
+    let vcpu_info = dom.vcpus.iter().map(|v| v.vcpu_info_maddr).collect();
+    let mem = DomEvents {
+        domid: dom.id,
+        shared_info: dom.shared_info_mfn,
+        vcpu_info,
+        fifo: &mut dom.fifo,
+    };
+    (&mut dom.evtchn, mem)
+}
+
+/// Raises a VIRQ on a vCPU of a domain (no effect if the guest has not bound it).
+pub fn send_virq(dom: &mut Domain, vcpu: u32, virq: u32) -> Notify {
+    let (tab, mut mem) = parts(dom);
+    tab.send_virq(&mut mem, VcpuId(vcpu), virq)
+}
+
+const DOMID_SELF: u16 = 0x7ff0;
+
+fn self_domid(c: &Ctx<'_>, d: u16) -> Result<DomId, Errno> {
+    if d == DOMID_SELF || d == c.dom.id {
+        Ok(DomId(c.dom.id))
+    } else {
+        Err(Errno::ESRCH)
+    }
+}
+
+/// Reads an argument struct, runs `f` on it, writes it back if `f` succeeded.
+fn with_arg<T: FromBytes + IntoBytes + Immutable + KnownLayout>(
+    c: &mut Ctx<'_>,
+    arg: u64,
+    write_back: bool,
+    f: impl FnOnce(&mut Ctx<'_>, &mut T) -> Result<(), Errno>,
+) -> Outcome {
+    let mut a: T = match c.mem().read_obj(arg) {
+        Ok(a) => a,
+        Err(e) => return Err(e).into(),
+    };
+    if let Err(e) = f(c, &mut a) {
+        return Err(e).into();
+    }
+    if write_back {
+        if let Err(e) = c.mem().write_obj(arg, &a) {
+            return Err(e).into();
+        }
+    }
+    Ok(0).into()
+}
+
+/// event_channel_op(cmd, arg).
+pub fn event_channel_op(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
+    let (cmd, arg) = (a[0], a[1]);
+    let Ok(cmd) = u32::try_from(cmd) else {
+        return Err(Errno::ENOSYS).into();
+    };
+    match cmd {
+        ev::EVTCHNOP_ALLOC_UNBOUND => {
+            with_arg(c, arg, true, |c, x: &mut ev::EvtchnAllocUnbound| {
+                self_domid(c, x.dom)?;
+                let remote = if x.remote_dom == DOMID_SELF {
+                    DomId(c.dom.id)
+                } else {
+                    DomId(x.remote_dom)
+                };
+                if remote.0 != c.dom.id {
+                    return Err(Errno::ESRCH);
+                }
+                let (tab, mem) = parts(c.dom);
+                x.port = tab.alloc_unbound(&mem, remote)?.0;
+                Ok(())
+            })
+        }
+        ev::EVTCHNOP_BIND_INTERDOMAIN => {
+            with_arg(c, arg, true, |c, x: &mut ev::EvtchnBindInterdomain| {
+                // Only loopback channels until other domains exist.
+                self_domid(c, x.remote_dom)?;
+                let (tab, mut mem) = parts(c.dom);
+                let (port, _notify) =
+                    tab.bind_interdomain(&mut mem, None, EvtchnPort(x.remote_port))?;
+                x.local_port = port.0;
+                Ok(())
+            })
+        }
+        ev::EVTCHNOP_BIND_VIRQ => with_arg(c, arg, true, |c, x: &mut ev::EvtchnBindVirq| {
+            let (tab, mem) = parts(c.dom);
+            x.port = tab.bind_virq(&mem, x.virq, VcpuId(x.vcpu))?.0;
+            Ok(())
+        }),
+        ev::EVTCHNOP_BIND_IPI => with_arg(c, arg, true, |c, x: &mut ev::EvtchnBindIpi| {
+            let (tab, mem) = parts(c.dom);
+            x.port = tab.bind_ipi(&mem, VcpuId(x.vcpu))?.0;
+            Ok(())
+        }),
+        ev::EVTCHNOP_CLOSE => with_arg(c, arg, false, |c, x: &mut ev::EvtchnClose| {
+            let (tab, mut mem) = parts(c.dom);
+            tab.close(&mut mem, EvtchnPort(x.port), None).map(|_| ())
+        }),
+        ev::EVTCHNOP_SEND => with_arg(c, arg, false, |c, x: &mut ev::EvtchnSend| {
+            let (tab, mut mem) = parts(c.dom);
+            match tab.send(&mut mem, EvtchnPort(x.port))? {
+                SendAction::Dropped | SendAction::Local(_) => Ok(()),
+                SendAction::Remote { .. } => Err(Errno::ESRCH),
+                SendAction::Consumer { consumer, port, .. } => {
+                    crate::debug!(
+                        "d{}: notification for backend {:?} on port {}",
+                        c.dom.id,
+                        consumer,
+                        port.0
+                    );
+                    Ok(())
+                }
+            }
+        }),
+        ev::EVTCHNOP_STATUS => with_arg(c, arg, true, |c, x: &mut ev::EvtchnStatus| {
+            self_domid(c, x.dom)?;
+            c.dom.evtchn.status(EvtchnPort(x.port), x)
+        }),
+        ev::EVTCHNOP_BIND_VCPU => with_arg(c, arg, false, |c, x: &mut ev::EvtchnBindVcpu| {
+            c.dom.evtchn.bind_vcpu(EvtchnPort(x.port), VcpuId(x.vcpu))
+        }),
+        ev::EVTCHNOP_UNMASK => with_arg(c, arg, false, |c, x: &mut ev::EvtchnUnmask| {
+            let (tab, mut mem) = parts(c.dom);
+            tab.unmask(&mut mem, EvtchnPort(x.port)).map(|_| ())
+        }),
+        ev::EVTCHNOP_RESET => with_arg(c, arg, false, |c, x: &mut ev::EvtchnReset| {
+            self_domid(c, x.dom)?;
+            let (tab, mut mem) = parts(c.dom);
+            tab.reset(&mut mem);
+            Ok(())
+        }),
+        ev::EVTCHNOP_INIT_CONTROL => with_arg(c, arg, true, |c, x: &mut ev::EvtchnInitControl| {
+            let (tab, mut mem) = parts(c.dom);
+            x.link_bits = tab.init_control(&mut mem, VcpuId(x.vcpu), x.control_gfn, x.offset)?;
+            Ok(())
+        }),
+        ev::EVTCHNOP_EXPAND_ARRAY => with_arg(c, arg, false, |c, x: &mut ev::EvtchnExpandArray| {
+            let (tab, mut mem) = parts(c.dom);
+            tab.expand_array(&mut mem, x.array_gfn).map(|_| ())
+        }),
+        ev::EVTCHNOP_SET_PRIORITY => with_arg(c, arg, false, |c, x: &mut ev::EvtchnSetPriority| {
+            c.dom.evtchn.set_priority(EvtchnPort(x.port), x.priority)
+        }),
+        _ => Err(Errno::ENOSYS).into(),
+    }
+}
