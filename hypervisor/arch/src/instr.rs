@@ -261,3 +261,15 @@ pub fn fninit() {
     // SAFETY: only FPU state changes; the hypervisor itself never uses the FPU.
     unsafe { asm!("fninit", options(nomem, nostack)) }
 }
+
+/// Loads a selector into the inactive (user) GS: SWAPGS, MOV GS, SWAPGS.
+///
+/// # Safety
+/// `sel` must be null or name a present, readable data or code descriptor in the loaded
+/// GDT/LDT (the load must not fault), and interrupts must be disabled.
+pub unsafe fn load_user_gs(sel: u16) {
+    // SAFETY: per the caller's contract; the hypervisor never uses GS.
+    unsafe {
+        asm!("swapgs", "mov gs, {0:x}", "swapgs", in(reg) sel, options(nostack, preserves_flags))
+    }
+}

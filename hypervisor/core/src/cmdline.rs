@@ -100,6 +100,8 @@ pub struct CmdLine {
     pub sync_console: bool,
     /// Port of an `isa-debug-exit` device to report dom0's shutdown reason to (test harness).
     pub debug_exit: Option<u16>,
+    /// Log every hypercall with its arguments and result (Xenolith's own debugging option).
+    pub hypercall_trace: bool,
     /// Options this hypervisor does not know, reported and ignored.
     pub unknown: Vec<String>,
     /// Known options whose values could not be parsed, with the reason.
@@ -119,6 +121,7 @@ impl Default for CmdLine {
             dom0_max_vcpus: None,
             sync_console: false,
             debug_exit: None,
+            hypercall_trace: false,
             unknown: Vec::new(),
             invalid: Vec::new(),
         }
@@ -286,6 +289,11 @@ impl CmdLine {
                         _ => bad("expected <n> or <min>-<max>"),
                     }
                 }
+                ("hypercall_trace", None) => c.hypercall_trace = true,
+                ("hypercall_trace", Some(v)) => match parse_bool(v) {
+                    Some(b) => c.hypercall_trace = b,
+                    None => bad("expected a boolean"),
+                },
                 ("debug_exit", Some(v)) => match parse_int(v).and_then(|p| u16::try_from(p).ok()) {
                     Some(p) => c.debug_exit = Some(p),
                     None => bad("expected an I/O port number"),

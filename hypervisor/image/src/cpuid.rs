@@ -1,10 +1,42 @@
-//! The CPUID view of a PV guest: the host's leaves with virtualization-only features hidden,
-//! the hypervisor bit set, and Xen's leaves at 0x40000000.
+//! The CPUID view of a PV guest: the host's features limited to what Xen offers PV guests by
+//! default (the features tagged `A` in Xen's public cpufeatureset.h: no PSE, PGE, MTRR, PSE36,
+//! VME or VMX/SVM, which PV guests cannot use), minus XSAVE and what depends on it (not
+//! offered yet), with the hypervisor bit set and Xen's leaves at 0x40000000.
 use xenolith_arch::instr::{cpuid, CpuidResult};
 
 use crate::domain::Domain;
 
 const XEN_SIGNATURE: [u32; 3] = [0x566e_6558, 0x65584d4d, 0x4d4d566e]; // "XenVMMXenVMM"
+
+const fn bits(list: &[u32]) -> u32 {
+    let mut m = 0;
+    let mut i = 0;
+    while i < list.len() {
+        m |= 1 << list[i];
+        i += 1;
+    }
+    m
+}
+
+/// Leaf 1 EDX: FPU DE TSC MSR PAE MCE CX8 SEP MCA CMOV PAT CLFLUSH ACPI MMX FXSR SSE SSE2 SS HTT.
+const LEAF1_EDX: u32 = bits(&[
+    0, 2, 4, 5, 6, 7, 8, 11, 14, 15, 16, 19, 22, 23, 24, 25, 26, 27, 28,
+]);
+/// Leaf 1 ECX: SSE3 PCLMULQDQ SSSE3 CX16 SSE4.1 SSE4.2 MOVBE POPCNT AESNI RDRAND.
+const LEAF1_ECX: u32 = bits(&[0, 1, 9, 13, 19, 20, 22, 23, 25, 30]);
+/// Leaf 1 ECX: running on a hypervisor.
+const HYPERVISOR: u32 = 1 << 31;
+/// Leaf 0x80000001 EDX: the leaf-1 bits AMD mirrors, SYSCALL NX MMXEXT FFXSR RDTSCP LM 3DNow.
+const EXT1_EDX: u32 = (LEAF1_EDX & bits(&[0, 2, 4, 5, 6, 7, 8, 14, 15, 16, 23, 24]))
+    | bits(&[11, 20, 22, 25, 27, 29, 30, 31]);
+/// Leaf 0x80000001 ECX: LAHF_LM CMP_LEGACY ABM SSE4A MISALIGNSSE 3DNOWPREFETCH TBM DBEXT.
+const EXT1_ECX: u32 = bits(&[0, 1, 5, 6, 7, 8, 21, 26]);
+/// Leaf 7 EBX: BMI1 BMI2 ERMS RTM RDSEED ADX CLFLUSHOPT CLWB SHA.
+const LEAF7_EBX: u32 = bits(&[3, 8, 9, 11, 18, 19, 23, 24, 29]);
+/// Leaf 7 ECX: PREFETCHWT1 RDPID CLDEMOTE.
+const LEAF7_ECX: u32 = bits(&[0, 22, 25]);
+/// Leaf 7 EDX: MD_CLEAR.
+const LEAF7_EDX: u32 = bits(&[10]);
 
 /// CPUID as a PV guest sees it.
 pub fn guest_cpuid(_dom: &Domain, leaf: u32, subleaf: u32) -> CpuidResult {
@@ -44,15 +76,31 @@ pub fn guest_cpuid(_dom: &Domain, leaf: u32, subleaf: u32) -> CpuidResult {
         0x4000_0006..=0x4000_ffff => CpuidResult::default(),
         1 => {
             let mut r = cpuid(1, subleaf);
-            r.ecx &= !((1 << 5) | (1 << 3) | (1 << 21) | (1 << 6)); // VMX, MONITOR, x2APIC, SMX
-            r.ecx |= 1 << 31; // running on a hypervisor
+            r.edx &= LEAF1_EDX;
+            r.ecx = (r.ecx & LEAF1_ECX) | HYPERVISOR;
             r
         }
+        7 => {
+            let mut r = cpuid(7, subleaf);
+            if subleaf == 0 {
+                r.ebx &= LEAF7_EBX;
+                r.ecx &= LEAF7_ECX;
+                r.edx &= LEAF7_EDX;
+            } else {
+                r = CpuidResult::default();
+            }
+            r
+        }
+        // XSAVE state enumeration: XSAVE is not offered.
+        0xd => CpuidResult::default(),
         0x8000_0001 => {
             let mut r = cpuid(leaf, subleaf);
-            r.ecx &= !(1 << 2); // SVM
+            r.edx &= EXT1_EDX;
+            r.ecx &= EXT1_ECX;
             r
         }
+        // Invariant TSC and power features are not offered to PV guests.
+        0x8000_0007 => CpuidResult::default(),
         _ => cpuid(leaf, subleaf),
     }
 }

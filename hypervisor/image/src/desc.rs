@@ -250,3 +250,41 @@ pub fn install_ldt(v: &crate::domain::Vcpu) {
     // whose pages are mapped above.
     unsafe { xenolith_arch::instr::lldt(LDT_SELECTOR) };
 }
+
+/// Whether `sel` may be loaded into a data segment register without faulting: null, or a
+/// present data (or readable code) descriptor in the guest's GDT, LDT (pages already mapped)
+/// or the hypervisor's flat ring-3 entries.
+pub fn loadable_data_selector(v: &crate::domain::Vcpu, sel: u16) -> bool {
+    if sel & !3 == 0 {
+        return true;
+    }
+    let index = usize::from(sel >> 3);
+    let desc = if sel & 4 != 0 {
+        if index as u64 >= v.ldt_ents {
+            return false;
+        }
+        match v.ldt_frames[index / 512] {
+            0 => return false,
+            m => crate::mm::table_of(m)[index % 512],
+        }
+    } else if index < GUEST_GDT_PAGES * 512 {
+        match v
+            .gdt_frames
+            .get(index / 512)
+            .copied()
+            .filter(|_| index / 512 < v.gdt_nr)
+        {
+            Some(m) => crate::mm::table_of(m)[index % 512],
+            None => return false,
+        }
+    } else {
+        // The hypervisor's page: only the flat ring-3 data and code selectors.
+        return matches!(sel & !3, 0xe028 | 0xe020 | 0xe030);
+    };
+    let present = desc & (1 << 47) != 0;
+    let user = desc & (1 << 44) != 0;
+    let code = desc & (1 << 43) != 0;
+    let readable = desc & (1 << 41) != 0;
+    let dpl = (desc >> 45) & 3;
+    present && user && (!code || readable) && dpl >= u64::from(sel & 3)
+}

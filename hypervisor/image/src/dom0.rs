@@ -93,7 +93,7 @@ pub fn build(cmd: &CmdLine, bi: &BootInfo) -> Result<Box<Domain>, BuildError> {
         ),
         fifo: crate::events::FifoFrames::default(),
     };
-    let supported = crate::pv::supported_features(&dom_template);
+    let supported = crate::pv::builder_features(&dom_template);
     if let Some(f) = image.unsupported_required(supported) {
         fail!(
             "dom0 kernel requires feature {} ({}), which this hypervisor does not provide yet",
@@ -124,8 +124,10 @@ pub fn build(cmd: &CmdLine, bi: &BootInfo) -> Result<Box<Domain>, BuildError> {
         Err(e) => fail!("dom0 address space: {e}"),
     };
     let initrd_pages = initrd_len.div_ceil(4096);
+    // Xen allocates the initial mapping as one power-of-two chunk first.
+    let first_alloc = lay.initial_pages().next_power_of_two();
     if !info.mod_start_pfn && lay.initial_pages() > nr_pages
-        || info.mod_start_pfn && lay.initial_pages() + initrd_pages > nr_pages
+        || info.mod_start_pfn && first_alloc + initrd_pages > nr_pages
     {
         fail!(
             "dom0_mem too small: the initial mapping needs {} pages (+{} for the initrd) but dom0 has {}",
@@ -195,7 +197,9 @@ pub fn build(cmd: &CmdLine, bi: &BootInfo) -> Result<Box<Domain>, BuildError> {
             (r.start, bytes.len() as u64, 0)
         }
         (Some(bytes), None) => {
-            let first = nr_pages - initrd_pages;
+            // Like Xen: right after the power-of-two first allocation that holds the
+            // initial mapping.
+            let first = first_alloc;
             for (i, chunk) in bytes.chunks(4096).enumerate() {
                 frame_bytes(p2m[first as usize + i])[..chunk.len()].copy_from_slice(chunk);
             }
@@ -281,8 +285,9 @@ pub fn build(cmd: &CmdLine, bi: &BootInfo) -> Result<Box<Domain>, BuildError> {
     si.nr_pt_frames = lay.nr_pt_frames;
     si.mfn_list = lay.p2m.start;
     si.mod_start = mod_start;
-    // Xen reports the first pfn past the initial mapping even without an INIT_P2M note.
-    si.first_p2m_pfn = lay.initial_pages();
+    // Xen reports the first pfn past its initial allocation (and an unmapped initrd), even
+    // without an INIT_P2M note.
+    si.first_p2m_pfn = first_alloc + if mod_flag != 0 { initrd_pages } else { 0 };
     si.mod_len = mod_len;
     let kcmd = strip_image_name(&kmod.cmdline);
     let n = kcmd.len().min(si.cmd_line.len() - 1);

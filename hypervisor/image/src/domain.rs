@@ -66,6 +66,8 @@ pub struct Vcpu {
     pub runstate_area: u64,
     /// Guest frame holding vcpu_info after VCPUOP_register_vcpu_info (0 = in shared_info).
     pub vcpu_info_frame: u64,
+    /// Guest-controlled CR4 bits (TSD, DE).
+    pub cr4: u64,
     /// Virtual IOPL (PHYSDEVOP_set_iopl).
     pub iopl: u8,
     /// Guest virtual address and port count of the I/O bitmap (PHYSDEVOP_set_iobitmap).
@@ -114,6 +116,7 @@ impl Vcpu {
             runstate: crate::vcpu::Runstate::default(),
             runstate_area: 0,
             vcpu_info_frame: 0,
+            cr4: 0,
             iopl: 0,
             iobmp: 0,
             iobmp_limit: 0,

@@ -132,8 +132,23 @@ pub fn read_msr(v: &Vcpu, msr: u32) -> Option<u64> {
         MSR_MISC_ENABLE => MISC_ENABLE_VALUE,
         MSR_DEBUGCTL => 0,
         MSR_TSC => xenolith_arch::instr::rdtsc(),
+        MSR_MCG_CAP => VMCE_MCG_CAP,
+        MSR_MCG_STATUS => 0,
+        m if vmce_bank_msr(m) => 0,
         _ => return None,
     })
+}
+
+const MSR_MCG_CAP: u32 = 0x179;
+const MSR_MCG_STATUS: u32 = 0x17a;
+/// Machine-check banks the virtual MCA offers (Xen's GUEST_MC_BANK_NUM).
+const VMCE_BANKS: u32 = 2;
+/// Virtual MCG_CAP: MCG_TES_P and the bank count, as Xen gives PV guests on AMD hosts.
+const VMCE_MCG_CAP: u64 = (1 << 11) | VMCE_BANKS as u64;
+
+/// MCi_CTL/STATUS/ADDR/MISC of the virtual banks: they report no errors.
+fn vmce_bank_msr(msr: u32) -> bool {
+    (0x400..0x400 + 4 * VMCE_BANKS).contains(&msr)
 }
 
 /// WRMSR as a PV guest may do it; false means #GP.
@@ -160,6 +175,10 @@ pub fn write_msr(v: &mut Vcpu, msr: u32, val: u64) -> bool {
     match msr {
         // Writes that change nothing are accepted, as Xen does for these.
         MSR_EFER | MSR_PAT | MSR_MISC_ENABLE | MSR_DEBUGCTL => read_msr(v, msr) == Some(val),
+        // The virtual MCA: status may be cleared, bank control written; nothing is ever
+        // reported, so the values are not kept.
+        MSR_MCG_STATUS => val == 0,
+        m if vmce_bank_msr(m) => (m - 0x400) % 4 == 0 || val == 0,
         _ => false,
     }
 }
@@ -213,10 +232,29 @@ fn port_out(dom: &Domain, port: u16, size: u8, val: u32) {
     }
 }
 
-/// The CR4 a PV guest sees: what the hypervisor runs with, limited to what concerns it.
-fn guest_cr4() -> u64 {
-    const VISIBLE: u64 = (1 << 5) | (1 << 6) | (1 << 9) | (1 << 10); // PAE MCE OSFXSR OSXMMEXCPT
-    xenolith_arch::instr::read_cr4() & VISIBLE
+/// CR4 bits every PV guest sees set: PAE, MCE, OSFXSR, OSXMMEXCPT (as on Xen).
+const CR4_FIXED: u64 = (1 << 5) | (1 << 6) | (1 << 9) | (1 << 10);
+/// CR4 bits a PV guest may toggle: TSD and DE. (Xen also offers FSGSBASE and OSXSAVE where
+/// the CPU has them; neither is offered here yet.)
+const CR4_GUEST: u64 = (1 << 2) | (1 << 3);
+
+/// The CR4 a PV guest sees.
+fn guest_cr4(v: &Vcpu) -> u64 {
+    CR4_FIXED | (v.cr4 & CR4_GUEST)
+}
+
+/// A guest write to CR4: only the toggleable bits may change; TSD and DE take effect in the
+/// hardware while the vCPU runs.
+fn write_guest_cr4(v: &mut Vcpu, val: u64) -> bool {
+    if val & !CR4_GUEST != CR4_FIXED {
+        return false;
+    }
+    v.cr4 = val & CR4_GUEST;
+    let hw = xenolith_arch::instr::read_cr4();
+    // SAFETY: only TSD and DE change; they affect RDTSC at CPL 3 and debug-register I/O
+    // breakpoints, nothing the hypervisor relies on.
+    unsafe { xenolith_arch::instr::write_cr4((hw & !CR4_GUEST) | v.cr4) };
+    true
 }
 
 /// Emulates a privileged instruction that raised #GP(0) in the guest. Returns false to have
@@ -282,7 +320,7 @@ pub fn privileged_op(dom: &mut Domain, regs: &mut GuestRegs) -> bool {
                 }
                 2 => crate::traps::vcpu_info(v).arch.cr2,
                 3 => v.current_root() << 12,
-                4 => guest_cr4(),
+                4 => guest_cr4(v),
                 _ => return false,
             };
             set_gpr(regs, g, val);
@@ -307,7 +345,7 @@ pub fn privileged_op(dom: &mut Domain, regs: &mut GuestRegs) -> bool {
                     true
                 }
                 3 => crate::mmu::new_baseptr(dom, 0, val >> 12).is_ok(),
-                4 => val == guest_cr4(),
+                4 => write_guest_cr4(&mut dom.vcpus[0], val),
                 _ => false,
             }
         }
@@ -348,13 +386,9 @@ pub fn privileged_op(dom: &mut Domain, regs: &mut GuestRegs) -> bool {
             port_out(dom, p, size, regs.rax as u32);
             true
         }
-        Op::Cli | Op::Sti => {
-            if dom.vcpus[0].iopl < guest_cpl(dom) {
-                return false;
-            }
-            crate::traps::vcpu_info(&dom.vcpus[0]).evtchn_upcall_mask = u8::from(d.op == Op::Cli);
-            true
-        }
+        // With enough IOPL, CLI and STI are no-ops, as on Xen: tying them to the event mask would
+        // leave it stuck whenever the guest restores IF with POPF, which cannot be trapped.
+        Op::Cli | Op::Sti => dom.vcpus[0].iopl >= guest_cpl(dom),
         _ => false,
     };
     if ok {

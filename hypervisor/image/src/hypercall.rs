@@ -128,6 +128,9 @@ const fn table() -> [Option<Hypercall>; NR_HYPERCALLS] {
 /// The hypercall table.
 pub static TABLE: [Option<Hypercall>; NR_HYPERCALLS] = table();
 
+/// Whether every hypercall is logged (`hypercall_trace` on the command line).
+pub static TRACE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
 /// Handles a hypercall made by the guest kernel with SYSCALL.
 pub fn dispatch(dom: &mut Domain, vcpu: usize, regs: &mut GuestRegs) {
     let nr = regs.rax;
@@ -144,6 +147,23 @@ pub fn dispatch(dom: &mut Domain, vcpu: usize, regs: &mut GuestRegs) {
             Outcome::Done(Err(Errno::ENOSYS))
         }
     };
+    if TRACE.load(core::sync::atomic::Ordering::Relaxed) {
+        let name = xen_abi::hypercall::name(nr).unwrap_or("?");
+        let res = match &outcome {
+            Outcome::Done(Ok(v)) => alloc::format!("{v:#x}"),
+            Outcome::Done(Err(e)) => alloc::format!("-{}", e.name()),
+            Outcome::Continue => alloc::string::String::from("continue"),
+            Outcome::NoReturn => alloc::string::String::from("-"),
+        };
+        crate::info!(
+            "d0 hc {name}({:#x}, {:#x}, {:#x}, {:#x}) = {res} @{:#x}",
+            args[0],
+            args[1],
+            args[2],
+            args[3],
+            regs.rip
+        );
+    }
     match outcome {
         Outcome::Done(Ok(v)) => regs.rax = v,
         Outcome::Done(Err(e)) => regs.rax = e.as_ret() as u64,

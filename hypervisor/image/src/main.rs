@@ -84,6 +84,7 @@ pub extern "C" fn rust_start(magic: u32, info: u32) -> ! {
     }
     console::set_levels(cmd.loglvl, cmd.guest_loglvl);
     NOREBOOT.store(cmd.noreboot, Ordering::Relaxed);
+    hypercall::TRACE.store(cmd.hypercall_trace, Ordering::Relaxed);
     if let Some(p) = cmd.debug_exit {
         DEBUG_EXIT.store(u32::from(p) + 1, Ordering::Relaxed);
     }

@@ -122,7 +122,7 @@ fn mmu_update_one(c: &mut Ctx<'_>, req: &MmuUpdate, pg: PgOwner) -> Result<(), E
 
 /// Runs a batch of `count` fixed-size requests at `list`, with continuation and *pdone
 /// bookkeeping shared by mmu_update and mmuext_op.
-fn batch<T: FromBytes + IntoBytes>(
+fn batch<T: FromBytes + IntoBytes + Immutable>(
     c: &mut Ctx<'_>,
     a: [u64; 5],
     one: fn(&mut Ctx<'_>, &T, PgOwner) -> Result<(), Errno>,
@@ -162,6 +162,18 @@ fn batch<T: FromBytes + IntoBytes>(
             }
         };
         if let Err(e) = one(c, &req, pg) {
+            if crate::hypercall::TRACE.load(core::sync::atomic::Ordering::Relaxed) {
+                let w: &[u8] = req.as_bytes();
+                let (a, b) = (
+                    u64::from_le_bytes(w[0..8].try_into().unwrap_or([0; 8])),
+                    u64::from_le_bytes(w[8..16].try_into().unwrap_or([0; 8])),
+                );
+                crate::info!(
+                    "d{}: request {i} ({a:#x}, {b:#x}) refused: {}",
+                    c.dom.id,
+                    e.name()
+                );
+            }
             rc = Err(e);
             break;
         }

@@ -121,13 +121,30 @@ pub fn xen_version(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
     r.into()
 }
 
-/// XENFEAT bits (submap 0) this hypervisor really provides to a domain.
+/// XENFEAT bits (submap 0) reported by XENVER_get_features: what is really provided.
 pub fn supported_features(dom: &crate::domain::Domain) -> u32 {
-    let mut f = 0;
+    const MMU_PT_UPDATE_PRESERVE_AD: u32 = 1 << 5;
+    const HIGHMEM_ASSIST: u32 = 1 << 6;
+    const DOM0: u32 = 1 << 11;
+    // Grant mappings keep the PTE AVAIL bits (9-11) the guest asks for. There are no grant
+    // mappings yet, so this holds trivially; Linux refuses to boot PV without it. Whoever
+    // builds GNTTABOP_map_grant_ref must honour it.
+    const GNTTAB_MAP_AVAIL_BITS: u32 = 1 << 7;
+    const DIRECT_MAPPED: u32 = 1 << 17;
+    let mut f = MMU_PT_UPDATE_PRESERVE_AD | HIGHMEM_ASSIST | GNTTAB_MAP_AVAIL_BITS | DIRECT_MAPPED;
     if dom.privileged {
-        f |= 1 << 11; // XENFEAT_dom0
+        f |= DOM0;
     }
     f
+}
+
+/// XENFEAT bits a kernel may list as required in its ELF notes: the reported ones plus the
+/// assists a PV kernel may rely on (writable page tables are always emulated, and 64-bit
+/// page directories above 4 GiB are the only kind there is).
+pub fn builder_features(dom: &crate::domain::Domain) -> u32 {
+    const WRITABLE_PAGE_TABLES: u32 = 1 << 0;
+    const PAE_PGDIR_ABOVE_4GB: u32 = 1 << 4;
+    supported_features(dom) | WRITABLE_PAGE_TABLES | PAE_PGDIR_ABOVE_4GB
 }
 
 // ---- vm_assist ----
@@ -312,7 +329,27 @@ pub fn set_segment_base(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
                 Msr::KernelGsBase
             }
         }
-        _ => return Err(Errno::ENOSYS).into(),
+        3 => {
+            // SEGBASE_GS_USER_SEL: load the user GS selector; one that would fault loads
+            // null instead, as Xen's fix-up does.
+            let sel = base as u16;
+            let sel = if crate::desc::loadable_data_selector(v, sel) {
+                sel
+            } else {
+                0
+            };
+            // SAFETY: the selector was checked to load without faulting; interrupts are off.
+            unsafe { xenolith_arch::instr::load_user_gs(sel) };
+            // The load replaced the user GS base with the descriptor's.
+            let user_msr = if v.kernel_mode {
+                Msr::KernelGsBase
+            } else {
+                Msr::GsBase
+            };
+            v.gs_base_user = xenolith_arch::msr::rdmsr(user_msr);
+            return Ok(0).into();
+        }
+        _ => return Err(Errno::EINVAL).into(),
     };
     // SAFETY: the base is canonical (checked above) and the hypervisor never uses FS or GS.
     unsafe { wrmsr(msr, base) };

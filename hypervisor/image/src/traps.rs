@@ -193,6 +193,7 @@ pub fn bounce(
 pub fn inject(dom: &mut Domain, regs: &mut GuestRegs, vector: u64, error_code: Option<u64>) {
     let t = dom.vcpus[0].trap_ctxt[vector as usize & 0xff];
     if t.address == 0 {
+        dump_guest(dom, regs);
         let msg = alloc::format!(
             "unhandled {} (vector {vector}, error {:#x}) at {:#x} with no guest handler",
             vector_name(vector),
@@ -328,4 +329,71 @@ fn int80(dom: &mut Domain, regs: &mut GuestRegs) {
         regs.rip = regs.rip.wrapping_sub(2);
         inject(dom, regs, 13, Some(0x80 * 8 + 2));
     }
+}
+
+/// Logs a guest's registers and the top of its stack (before crashing it).
+pub fn dump_guest(dom: &Domain, r: &GuestRegs) {
+    crate::error!(
+        "d{}v0 {} mode: rip {:016x} rsp {:016x} rflags {:08x}",
+        dom.id,
+        if dom.vcpus[0].kernel_mode {
+            "kernel"
+        } else {
+            "user"
+        },
+        r.rip,
+        r.rsp,
+        r.rflags
+    );
+    crate::error!(
+        "  rax {:016x} rbx {:016x} rcx {:016x} rdx {:016x}",
+        r.rax,
+        r.rbx,
+        r.rcx,
+        r.rdx
+    );
+    crate::error!(
+        "  rsi {:016x} rdi {:016x} rbp {:016x} r8  {:016x}",
+        r.rsi,
+        r.rdi,
+        r.rbp,
+        r.r8
+    );
+    crate::error!(
+        "  r9  {:016x} r10 {:016x} r11 {:016x} r12 {:016x}",
+        r.r9,
+        r.r10,
+        r.r11,
+        r.r12
+    );
+    crate::error!(
+        "  r13 {:016x} r14 {:016x} r15 {:016x} cr2 {:016x}",
+        r.r13,
+        r.r14,
+        r.r15,
+        read_cr2()
+    );
+    let mem = GuestMem::current(dom, dom.vcpus[0].current_root());
+    let mut words = [0u64; 8];
+    for (i, w) in words.iter_mut().enumerate() {
+        let mut b = [0u8; 8];
+        if mem.read(r.rsp.wrapping_add(i as u64 * 8), &mut b).is_err() {
+            break;
+        }
+        *w = u64::from_le_bytes(b);
+    }
+    crate::error!(
+        "  stack: {:016x} {:016x} {:016x} {:016x}",
+        words[0],
+        words[1],
+        words[2],
+        words[3]
+    );
+    crate::error!(
+        "         {:016x} {:016x} {:016x} {:016x}",
+        words[4],
+        words[5],
+        words[6],
+        words[7]
+    );
 }
