@@ -32,6 +32,13 @@ fn apt_get(args: &[&str]) -> Result<()> {
 
 static APT_UPDATED: std::sync::Once = std::sync::Once::new();
 
+/// Refreshes apt's package lists once per run.
+pub fn apt_update() -> Result<()> {
+    let mut res = Ok(());
+    APT_UPDATED.call_once(|| res = apt_get(&["update", "-qq"]));
+    res
+}
+
 fn apt_install(pkgs: &[&str]) -> Result<()> {
     let mut res = Ok(());
     APT_UPDATED.call_once(|| res = apt_get(&["update", "-qq"]));

@@ -2,8 +2,10 @@
 //!
 //! Every command installs what it needs on a Debian machine (QEMU, the bare-metal Rust target,
 //! Debian's Xen 4.17 for side-by-side runs), so a fresh clone needs nothing else.
+mod bench;
 mod deps;
 mod elf32;
+mod linux;
 mod qemu;
 mod tests;
 
@@ -17,9 +19,12 @@ usage: cargo xtask <command>
 
 commands:
   build            build the hypervisor image and the test guests
-  run [GUEST]      boot Xenolith under QEMU with a guest (default: hello) and show the console
+  run [GUEST]      boot Xenolith under QEMU with Debian's Linux as dom0 and a shell on the
+                   console (or a test guest by name) 
   run-xen [GUEST]  the same guest on Debian's Xen 4.17, for comparison
   test             every test: host unit tests, clippy, and test guests on Xenolith and Xen 4.17
+  linux-probe      boot Debian's Linux as dom0 on Xenolith and Xen 4.17 and run the probe
+  bench            time hypervisor paths on Xenolith and Xen 4.17 (QEMU -icount), print a table
   try [--xen|--both] GUEST [ARGS...]
                    boot one test guest headless (default on Xenolith), print its console and verdict
 ";
@@ -36,9 +41,11 @@ fn main() -> Result<()> {
             deps::ensure_build()?;
             deps::ensure_qemu()?;
             let image = build_all()?;
-            let guest = args.get(1).map(String::as_str).unwrap_or("hello");
-            let guest = guest_path(guest)?;
-            qemu::interactive(&image, &guest, &[])?;
+            match args.get(1).map(String::as_str) {
+                // The default: Debian's Linux as dom0 with a shell on the console.
+                None | Some("linux") => linux::interactive(&image, &linux::ensure_linux()?)?,
+                Some(guest) => qemu::interactive(&image, &guest_path(guest)?, &[])?,
+            }
         }
         "run-xen" => {
             deps::ensure_qemu()?;
@@ -52,6 +59,12 @@ fn main() -> Result<()> {
             deps::ensure_build()?;
             deps::ensure_qemu()?;
             tests::run_all()?;
+        }
+        "bench" => bench::run_all()?,
+        "linux-probe" => {
+            deps::ensure_build()?;
+            deps::ensure_qemu()?;
+            tests::linux_only()?;
         }
         "try" => {
             deps::ensure_build()?;

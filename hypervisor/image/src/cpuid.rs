@@ -51,11 +51,11 @@ pub fn guest_cpuid(_dom: &Domain, leaf: u32, subleaf: u32) -> CpuidResult {
             eax: ((crate::pv::XEN_MAJOR << 16) | crate::pv::XEN_MINOR) as u32,
             ..Default::default()
         },
-        // One hypercall page, set up through MSR 0x40000000.
+        // One hypercall page, set up through MSR 0x40000000; ECX bit 0: MMU_PT_UPDATE_PRESERVE_AD.
         0x4000_0002 => CpuidResult {
             eax: 1,
             ebx: 0x4000_0000,
-            ecx: 0,
+            ecx: 1,
             edx: 0,
         },
         0x4000_0003 => match subleaf {

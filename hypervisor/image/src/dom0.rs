@@ -92,6 +92,8 @@ pub fn build(cmd: &CmdLine, bi: &BootInfo) -> Result<Box<Domain>, BuildError> {
             1 << 17,
         ),
         fifo: crate::events::FifoFrames::default(),
+        cmos_index: 0,
+        pci_cf8: 0,
     };
     let supported = crate::pv::builder_features(&dom_template);
     if let Some(f) = image.unsupported_required(supported) {

@@ -168,6 +168,9 @@ pub struct Domain {
     pub evtchn: xenolith_core::evtchn::EvtchnDomain,
     /// Frames of the FIFO event-channel ABI, if the guest switched to it.
     pub fifo: crate::events::FifoFrames,
+    /// Virtual CMOS index register (port 0x70) and PCI address register (0xcf8).
+    pub cmos_index: u8,
+    pub pci_cf8: u32,
 }
 
 impl Domain {

@@ -111,7 +111,9 @@ const EFER_VISIBLE: u64 = (1 << 0) | (1 << 8) | (1 << 10) | (1 << 11); // SCE LM
 const MSR_TSC: u32 = 0x10;
 const MSR_APIC_BASE: u32 = 0x1b;
 const MSR_MISC_ENABLE: u32 = 0x1a0;
-const MSR_DEBUGCTL: u32 = 0x1d9;
+/// Xen's hypercall-page MSR (CPUID 0x40000002 EBX): writing `mfn << 12 | index` fills that
+/// frame with the hypercall page.
+const MSR_HYPERCALL_PAGE: u32 = 0x4000_0000;
 const MSR_PAT: u32 = 0x277;
 const MSR_EFER: u32 = 0xc000_0080;
 const MSR_FS_BASE: u32 = 0xc000_0100;
@@ -130,8 +132,9 @@ pub fn read_msr(v: &Vcpu, msr: u32) -> Option<u64> {
         MSR_APIC_BASE => 0xfee0_0000 | (1 << 11) | if v.id == 0 { 1 << 8 } else { 0 },
         MSR_PAT => xen_abi::layout::XEN_PAT_VALUE,
         MSR_MISC_ENABLE => MISC_ENABLE_VALUE,
-        MSR_DEBUGCTL => 0,
         MSR_TSC => xenolith_arch::instr::rdtsc(),
+        // The hypercall-page MSR reads as 0.
+        MSR_HYPERCALL_PAGE => 0,
         MSR_MCG_CAP => VMCE_MCG_CAP,
         MSR_MCG_STATUS => 0,
         m if vmce_bank_msr(m) => 0,
@@ -173,8 +176,10 @@ pub fn write_msr(v: &mut Vcpu, msr: u32, val: u64) -> bool {
         return true;
     }
     match msr {
-        // Writes that change nothing are accepted, as Xen does for these.
-        MSR_EFER | MSR_PAT | MSR_MISC_ENABLE | MSR_DEBUGCTL => read_msr(v, msr) == Some(val),
+        // EFER may be "written" with its current value; MISC_ENABLE writes are accepted and
+        // ignored; PAT, APIC_BASE and DEBUGCTL writes fault, as on Xen.
+        MSR_EFER => read_msr(v, msr) == Some(val),
+        MSR_MISC_ENABLE => true,
         // The virtual MCA: status may be cleared, bank control written; nothing is ever
         // reported, so the values are not kept.
         MSR_MCG_STATUS => val == 0,
@@ -198,7 +203,8 @@ fn io_allowed(dom: &Domain, port: u16, size: u8) -> bool {
         return true;
     }
     let last = u32::from(port) + u32::from(size);
-    if v.iobmp == 0 || last > v.iobmp_limit {
+    // Xen requires the limit to lie strictly beyond the access.
+    if v.iobmp == 0 || last >= v.iobmp_limit {
         return false;
     }
     let mem = GuestMem::current(dom, v.current_root());
@@ -210,9 +216,40 @@ fn io_allowed(dom: &Domain, port: u16, size: u8) -> bool {
     bits & ((1u16 << size) - 1) == 0
 }
 
-fn port_in(dom: &Domain, port: u16, size: u8) -> u32 {
-    if !dom.privileged || hypervisor_port(port, crate::console::port()) {
-        return u32::MAX >> (32 - 8 * u32::from(size));
+const CMOS_INDEX: u16 = 0x70;
+const CMOS_DATA: u16 = 0x71;
+const PCI_CF8: u16 = 0xcf8;
+
+/// Whether the hypervisor reads or writes this port directly for a domain: only dom0, and
+/// never the ports it keeps or virtualises (the CMOS index and the PCI address register).
+fn direct_port(dom: &Domain, port: u16, size: u8) -> bool {
+    dom.privileged
+        && !hypervisor_port(port, crate::console::port())
+        && port & !1 != CMOS_INDEX
+        && !(port == PCI_CF8 && size == 4)
+}
+
+/// The PCI configuration access a CFC-CFF access means under the domain's virtual CF8.
+fn pci_config_port(dom: &Domain, port: u16) -> Option<()> {
+    (dom.privileged && (port & !3) == 0xcfc && dom.pci_cf8 & (1 << 31) != 0).then_some(())
+}
+
+fn port_in(dom: &mut Domain, port: u16, size: u8) -> u32 {
+    let ones = u32::MAX >> (32 - 8 * u32::from(size));
+    if port == PCI_CF8 && size == 4 {
+        return dom.pci_cf8;
+    }
+    if port == CMOS_INDEX && size == 1 {
+        return u32::from(dom.cmos_index);
+    }
+    if port == CMOS_DATA && size == 1 && dom.privileged {
+        xenolith_arch::port::outb(CMOS_INDEX, dom.cmos_index & 0x7f);
+        return u32::from(xenolith_arch::port::inb(CMOS_DATA));
+    }
+    if pci_config_port(dom, port).is_some() {
+        xenolith_arch::port::outl(PCI_CF8, dom.pci_cf8);
+    } else if !direct_port(dom, port, size) {
+        return ones;
     }
     match size {
         1 => u32::from(xenolith_arch::port::inb(port)),
@@ -221,8 +258,23 @@ fn port_in(dom: &Domain, port: u16, size: u8) -> u32 {
     }
 }
 
-fn port_out(dom: &Domain, port: u16, size: u8, val: u32) {
-    if !dom.privileged || hypervisor_port(port, crate::console::port()) {
+fn port_out(dom: &mut Domain, port: u16, size: u8, val: u32) {
+    if port == PCI_CF8 && size == 4 {
+        dom.pci_cf8 = val;
+        return;
+    }
+    if port == CMOS_INDEX && size == 1 {
+        dom.cmos_index = val as u8;
+        return;
+    }
+    if port == CMOS_DATA && size == 1 && dom.privileged {
+        xenolith_arch::port::outb(CMOS_INDEX, dom.cmos_index & 0x7f);
+        xenolith_arch::port::outb(CMOS_DATA, val as u8);
+        return;
+    }
+    if pci_config_port(dom, port).is_some() {
+        xenolith_arch::port::outl(PCI_CF8, dom.pci_cf8);
+    } else if !direct_port(dom, port, size) {
         return;
     }
     match size {
@@ -231,6 +283,10 @@ fn port_out(dom: &Domain, port: u16, size: u8, val: u32) {
         _ => xenolith_arch::port::outl(port, val),
     }
 }
+
+/// CR0 as a PV guest sees it (apart from TS): PE MP ET NE WP AM PG, as Xen shows it.
+const GUEST_CR0: u64 = 0x8005_0033;
+const CR0_TS: u64 = 1 << 3;
 
 /// CR4 bits every PV guest sees set: PAE, MCE, OSFXSR, OSXMMEXCPT (as on Xen).
 const CR4_FIXED: u64 = (1 << 5) | (1 << 6) | (1 << 9) | (1 << 10);
@@ -243,12 +299,9 @@ fn guest_cr4(v: &Vcpu) -> u64 {
     CR4_FIXED | (v.cr4 & CR4_GUEST)
 }
 
-/// A guest write to CR4: only the toggleable bits may change; TSD and DE take effect in the
-/// hardware while the vCPU runs.
+/// A guest write to CR4: the toggleable bits take effect (TSD and DE in the hardware while
+/// the vCPU runs); everything else is silently kept as it is, as Xen's fix-up does.
 fn write_guest_cr4(v: &mut Vcpu, val: u64) -> bool {
-    if val & !CR4_GUEST != CR4_FIXED {
-        return false;
-    }
     v.cr4 = val & CR4_GUEST;
     let hw = xenolith_arch::instr::read_cr4();
     // SAFETY: only TSD and DE change; they affect RDTSC at CPL 3 and debug-register I/O
@@ -281,7 +334,11 @@ pub fn privileged_op(dom: &mut Domain, regs: &mut GuestRegs) -> bool {
         }
         Op::Wrmsr if kernel => {
             let val = (regs.rdx << 32) | (regs.rax & 0xffff_ffff);
-            write_msr(&mut dom.vcpus[0], regs.rcx as u32, val)
+            if regs.rcx as u32 == MSR_HYPERCALL_PAGE {
+                write_hypercall_page(dom, val)
+            } else {
+                write_msr(&mut dom.vcpus[0], regs.rcx as u32, val)
+            }
         }
         Op::Cpuid => {
             let r = crate::cpuid::guest_cpuid(dom, regs.rax as u32, regs.rcx as u32);
@@ -314,10 +371,7 @@ pub fn privileged_op(dom: &mut Domain, regs: &mut GuestRegs) -> bool {
         Op::MovFromCr { cr, gpr: g } if kernel => {
             let v = &dom.vcpus[0];
             let val = match cr {
-                0 => {
-                    let ts = if v.virtual_ts { 1 << 3 } else { 0 };
-                    (xenolith_arch::instr::read_cr0() & !(1 << 3)) | ts
-                }
+                0 => GUEST_CR0 | if v.virtual_ts { CR0_TS } else { 0 },
                 2 => crate::traps::vcpu_info(v).arch.cr2,
                 3 => v.current_root() << 12,
                 4 => guest_cr4(v),
@@ -330,11 +384,11 @@ pub fn privileged_op(dom: &mut Domain, regs: &mut GuestRegs) -> bool {
             let val = gpr(regs, g);
             match cr {
                 0 => {
-                    let cur = xenolith_arch::instr::read_cr0() & !(1 << 3);
-                    if (val & !(1 << 3)) != cur {
+                    // Only TS may change.
+                    if val & !CR0_TS != GUEST_CR0 {
                         false
                     } else {
-                        let ts = val & (1 << 3) != 0;
+                        let ts = val & CR0_TS != 0;
                         dom.vcpus[0].virtual_ts = ts;
                         crate::fpu::set_ts(ts);
                         true
@@ -455,52 +509,79 @@ pub fn ptwr(dom: &mut Domain, regs: &mut GuestRegs, cr2: u64) -> bool {
     true
 }
 
-/// DR7 bits a guest may set: local/global enables, LE/GE, and the R/W and LEN fields.
-const DR7_GUEST_BITS: u64 = 0xffff_03ff;
-/// DR7 general-detect enable: refused (the hypervisor owns debug register access).
+/// DR7 general-detect enable: refused (the hypervisor owns debug-register access).
 const DR7_GD: u64 = 1 << 13;
+/// DR7 bits that read as zero whatever is written (11, 12, 14, 15).
+const DR7_RESERVED_ZERO: u64 = 0xd800;
+/// CR4.DE: with it, DR4/DR5 are not aliases and I/O breakpoints exist.
+const CR4_DE: u64 = 1 << 3;
 
-/// set_debugreg semantics: DR0-3 must be guest addresses, DR7 may not enable general detect
-/// or I/O breakpoints. The values are loaded into the hardware while the vCPU runs.
-pub fn set_debugreg(v: &mut Vcpu, reg: u8, val: u64) -> Result<(), Errno> {
+/// Maps DR4/DR5 to DR6/DR7 unless CR4.DE is set (then they, like DR8 and up, do not exist).
+fn debugreg_index(v: &Vcpu, reg: u8) -> Result<u8, Errno> {
     match reg {
-        0..=3 => {
+        0..=3 | 6 | 7 => Ok(reg),
+        4 | 5 if v.cr4 & CR4_DE == 0 => Ok(reg + 2),
+        _ => Err(Errno::ENODEV),
+    }
+}
+
+/// The DR7 the hardware gets: the guest's, without I/O breakpoints (those would fire on the
+/// hypervisor's own port accesses; they are not emulated yet).
+fn hardware_dr7(dr7: u64) -> u64 {
+    let mut hw = dr7;
+    for i in 0..4 {
+        if (dr7 >> (16 + 4 * i)) & 3 == 2 {
+            hw &= !(3 << (2 * i));
+        }
+    }
+    hw
+}
+
+/// set_debugreg semantics (and MOV to DRn): DR0-3 must be guest addresses (-EPERM), DR6/DR7
+/// take 32-bit values (-EINVAL) with their fixed bits forced, DR7 may not enable general
+/// detect or, without CR4.DE, I/O breakpoints (-EPERM).
+pub fn set_debugreg(v: &mut Vcpu, reg: u8, val: u64) -> Result<(), Errno> {
+    match debugreg_index(v, reg)? {
+        r @ 0..=3 => {
             if !is_canonical(val) || !crate::guestmem::addr_ok(val) {
                 return Err(Errno::EPERM);
             }
-            v.dr[usize::from(reg)] = val;
+            v.dr[usize::from(r)] = val;
             // SAFETY: a guest address: a breakpoint there can only fire in guest context.
-            unsafe { xenolith_arch::instr::write_dr(reg, val) };
+            unsafe { xenolith_arch::instr::write_dr(r, val) };
         }
         6 => {
-            // Reserved bits read as set; keep what the guest may see.
-            v.dr[6] = (val & 0xe00f) | 0xffff_0ff0;
-        }
-        7 => {
-            if val & !DR7_GUEST_BITS != 0 || val & DR7_GD != 0 {
+            if val >> 32 != 0 {
                 return Err(Errno::EINVAL);
             }
-            // R/W = 2 (I/O breakpoints) needs CR4.DE, which PV guests do not get.
+            v.dr[6] = (val & 0xe00f) | 0xffff_0ff0;
+        }
+        _ => {
+            if val >> 32 != 0 {
+                return Err(Errno::EINVAL);
+            }
+            if val & DR7_GD != 0 {
+                return Err(Errno::EPERM);
+            }
             for i in 0..4 {
-                if val & (3 << (2 * i)) != 0 && (val >> (16 + 4 * i)) & 3 == 2 {
+                if val & (3 << (2 * i)) != 0
+                    && (val >> (16 + 4 * i)) & 3 == 2
+                    && v.cr4 & CR4_DE == 0
+                {
                     return Err(Errno::EPERM);
                 }
             }
-            v.dr[7] = val | (1 << 10);
+            v.dr[7] = (val & !DR7_RESERVED_ZERO) | (1 << 10);
             // SAFETY: only breakpoints on guest addresses (checked when set) are enabled.
-            unsafe { xenolith_arch::instr::write_dr(7, v.dr[7]) };
+            unsafe { xenolith_arch::instr::write_dr(7, hardware_dr7(v.dr[7])) };
         }
-        _ => return Err(Errno::EINVAL),
     }
     Ok(())
 }
 
-/// get_debugreg semantics.
+/// get_debugreg semantics (and MOV from DRn).
 pub fn get_debugreg(v: &Vcpu, reg: u8) -> Result<u64, Errno> {
-    match reg {
-        0..=3 | 6 | 7 => Ok(v.dr[usize::from(reg)]),
-        _ => Err(Errno::EINVAL),
-    }
+    Ok(v.dr[usize::from(debugreg_index(v, reg)?)])
 }
 
 /// The privilege level I/O permission is checked against: guest user 3, guest kernel 1, or
@@ -514,4 +595,24 @@ fn guest_cpl(dom: &Domain) -> u8 {
         (true, false) => 1,
         (true, true) => 0,
     }
+}
+
+/// WRMSR of the hypercall-page MSR: page index 0 only, into a frame the guest may write.
+fn write_hypercall_page(dom: &mut Domain, val: u64) -> bool {
+    if val & 0xfff != 0 {
+        return false;
+    }
+    let mfn = val >> 12;
+    let ptdom = dom.ptdom();
+    crate::mm::with_frames(|ft, mem| {
+        if ft
+            .get_page_and_type(mem, mfn, PageType::Writable, ptdom)
+            .is_err()
+        {
+            return false;
+        }
+        xen_abi::hypercall::fill_hypercall_page(crate::mm::frame_bytes(mfn));
+        ft.put_page_and_type(mem, mfn);
+        true
+    })
 }

@@ -258,7 +258,10 @@ fn guest_exception(dom: &mut Domain, regs: &mut GuestRegs, vector: u64) {
             }
         }
         7 => {
+            // Xen clears TS before delivering #NM, so the guest's handler can retry the
+            // instruction right away.
             dom.vcpus[0].virtual_ts = false;
+            crate::fpu::set_ts(false);
             inject(dom, regs, 7, None);
         }
         8 => crash(dom, "double fault"),
