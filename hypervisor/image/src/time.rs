@@ -207,14 +207,30 @@ pub fn interrupt(vector: u64) {
     }
 }
 
-/// Publishes the current time in a vcpu_info with Xen's version protocol.
+static STAMP_TSC: AtomicU64 = AtomicU64::new(0);
+static STAMP_STIME: AtomicU64 = AtomicU64::new(0);
+
+/// Takes a new calibration stamp: the (TSC, system time) pair vcpu_time_info records are
+/// published from until the next one (Xen takes one a second).
+pub fn stamp() {
+    let tsc = rdtsc();
+    STAMP_TSC.store(tsc, Ordering::Relaxed);
+    STAMP_STIME.store(
+        scale_delta(tsc.wrapping_sub(BOOT_TSC.load(Ordering::Relaxed))),
+        Ordering::Relaxed,
+    );
+}
+
+/// Publishes the current calibration stamp in a vcpu_info with Xen's version protocol.
 pub fn update_vcpu_time(vi: &mut VcpuInfo) {
+    if STAMP_TSC.load(Ordering::Relaxed) == 0 {
+        stamp();
+    }
     let t = &mut vi.time;
     t.version = t.version.wrapping_add(1) | 1;
     core::sync::atomic::compiler_fence(Ordering::SeqCst);
-    let tsc = rdtsc();
-    t.tsc_timestamp = tsc;
-    t.system_time = scale_delta(tsc.wrapping_sub(BOOT_TSC.load(Ordering::Relaxed)));
+    t.tsc_timestamp = STAMP_TSC.load(Ordering::Relaxed);
+    t.system_time = STAMP_STIME.load(Ordering::Relaxed);
     t.tsc_to_system_mul = MUL.load(Ordering::Relaxed);
     t.tsc_shift = SHIFT.load(Ordering::Relaxed) as i8;
     t.flags = 0;

@@ -92,6 +92,20 @@ pub fn exit_to_guest(dom: &mut Domain, regs: &mut GuestRegs) {
         // Keep the domain around for the report, but leave the lock before stopping.
         crate::domain_stopped(id, s);
     }
+    // A pending NMI goes first, through the NMI callback (dropped if there is none); further
+    // NMIs wait until the guest's iret.
+    if dom.vcpus[0].nmi_pending && !dom.vcpus[0].nmi_masked {
+        dom.vcpus[0].nmi_pending = false;
+        let cb = dom.vcpus[0].nmi_callback;
+        if cb.address != 0 {
+            dom.vcpus[0].nmi_masked = true;
+            if bounce(dom, regs, cb.address, None, true).is_err() {
+                crash(dom, "fault while delivering an NMI");
+                exit_to_guest(dom, regs);
+                return;
+            }
+        }
+    }
     let v = &mut dom.vcpus[0];
     let vi = vcpu_info(v);
     if vi.evtchn_upcall_pending != 0 && vi.evtchn_upcall_mask == 0 && v.event_callback.address != 0

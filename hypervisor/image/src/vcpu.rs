@@ -30,7 +30,13 @@ pub struct Runstate {
     pub time: [u64; 4],
 }
 
-/// Fires expired timers of vCPU 0 and arms the local APIC for the next one.
+/// How often the published vcpu_time_info is refreshed (Xen recalibrates once a second).
+const TIME_REFRESH_NS: u64 = 1_000_000_000;
+/// Xen's default periodic timer for every vCPU (100 Hz).
+pub const DEFAULT_PERIOD_NS: u64 = 10_000_000;
+
+/// Fires expired timers of vCPU 0, refreshes its clock record when due, and arms the local
+/// APIC for the next event (timers, a poll timeout, the next refresh).
 pub fn check(dom: &mut Domain) {
     let now = crate::time::now_ns();
     let v = &mut dom.vcpus[0];
@@ -41,18 +47,30 @@ pub fn check(dom: &mut Domain) {
     }
     if v.periodic_ns != 0 && now >= v.periodic_next {
         fire = true;
+        v.periodic_last = now;
         let behind = (now - v.periodic_next) / v.periodic_ns + 1;
         v.periodic_next += behind * v.periodic_ns;
     }
-    let next = match (v.timer_deadline, v.periodic_ns != 0) {
-        (Some(d), true) => Some(d.min(v.periodic_next)),
-        (Some(d), false) => Some(d),
-        (None, true) => Some(v.periodic_next),
-        (None, false) => None,
-    };
-    crate::time::set_deadline(next);
-    if fire {
+    let refresh = now.saturating_sub(v.time_published) >= TIME_REFRESH_NS;
+    if refresh {
+        v.time_published = now;
+        crate::time::stamp();
+    }
+    let mut next = v.time_published + TIME_REFRESH_NS;
+    if let Some(d) = v.timer_deadline {
+        next = next.min(d);
+    }
+    if v.periodic_ns != 0 {
+        next = next.min(v.periodic_next);
+    }
+    if let Some(d) = v.poll_deadline {
+        next = next.min(d);
+    }
+    crate::time::set_deadline(Some(next));
+    if refresh {
         crate::time::update_vcpu_time(crate::traps::vcpu_info(&dom.vcpus[0]));
+    }
+    if fire {
         let _ = crate::events::send_virq(dom, 0, VIRQ_TIMER);
     }
 }
@@ -120,18 +138,23 @@ struct SchedPoll {
 }
 
 /// SCHEDOP_poll: wait until one of the ports is pending, an upcall is deliverable, or the
-/// absolute timeout (0: none) passes.
+/// absolute timeout (0: none) passes. As on Xen: a deliverable upcall returns at once, before
+/// the ports are looked at; with more than one port listed any new event wakes the vCPU, and
+/// so does any event at all if no upcall was pending when the poll began.
 pub fn poll(c: &mut Ctx<'_>, arg: u64) -> Outcome {
     let p: SchedPoll = match c.mem().read_obj(arg) {
         Ok(p) => p,
         Err(e) => return Err(e).into(),
     };
+    if upcall_deliverable(c.dom) {
+        return Ok(0).into();
+    }
     if p.nr_ports > 128 {
         return Err(Errno::EINVAL).into();
     }
     let mut ports = alloc::vec::Vec::with_capacity(p.nr_ports as usize);
     for i in 0..u64::from(p.nr_ports) {
-        match c.mem().read_obj::<u32>(p.ports + i * 4) {
+        match c.mem().read_obj::<u32>(p.ports.wrapping_add(i * 4)) {
             Ok(port)
                 if c.dom
                     .evtchn
@@ -150,12 +173,27 @@ pub fn poll(c: &mut Ctx<'_>, arg: u64) -> Outcome {
             .iter()
             .any(|&port| tab.is_pending(&mem, xen_abi::types::EvtchnPort(port)))
     };
+    let upcall_pending = |dom: &Domain| {
+        let vi = crate::traps::vcpu_info(&dom.vcpus[0]);
+        // SAFETY: a valid reference; a volatile read of a byte the guest and events change.
+        unsafe { core::ptr::read_volatile(&raw const vi.evtchn_upcall_pending) != 0 }
+    };
+    let was_pending = upcall_pending(c.dom);
+    let wake_on_any = ports.len() > 1 || !was_pending;
+    // New events show as pending bits that were clear when the poll began.
+    let snapshot = pending_words(c.dom);
+    let new_event = |dom: &mut Domain| {
+        pending_words(dom)
+            .iter()
+            .zip(snapshot.iter())
+            .any(|(now, then)| now & !then != 0)
+    };
     if p.timeout != 0 {
         c.dom.vcpus[0].poll_deadline = Some(p.timeout);
     }
     wait(c.dom, |dom| {
         any_pending(dom)
-            || upcall_deliverable(dom)
+            || (wake_on_any && (new_event(dom) || upcall_pending(dom) && !was_pending))
             || dom.vcpus[0]
                 .poll_deadline
                 .is_some_and(|t| crate::time::now_ns() >= t)
@@ -164,9 +202,20 @@ pub fn poll(c: &mut Ctx<'_>, arg: u64) -> Outcome {
     Ok(0).into()
 }
 
-/// set_timer_op(timeout): the single-shot timer at an absolute system time (0 cancels).
+/// set_timer_op(timeout): the single-shot timer at an absolute system time (0 cancels). A
+/// deadline with bit 63 set or more than 2^50 ns away is taken as "soon" (100 ms), as Xen
+/// does for guests that pass a relative or overflowed value.
 pub fn set_timer_op(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
-    c.dom.vcpus[c.vcpu].timer_deadline = (a[0] != 0).then_some(a[0]);
+    let now = crate::time::now_ns();
+    let t = a[0];
+    let deadline = if t == 0 {
+        None
+    } else if t >> 63 != 0 || t > now.saturating_add(1 << 50) {
+        Some(now + 100_000_000)
+    } else {
+        Some(t)
+    };
+    c.dom.vcpus[c.vcpu].timer_deadline = deadline;
     check(c.dom);
     Ok(0).into()
 }
@@ -195,8 +244,7 @@ const VCPUOP_STOP_PERIODIC_TIMER: u64 = 7;
 const VCPUOP_SET_SINGLESHOT_TIMER: u64 = 8;
 const VCPUOP_STOP_SINGLESHOT_TIMER: u64 = 9;
 const VCPUOP_REGISTER_VCPU_INFO: u64 = 10;
-/// VCPU_SSHOTTMR_future: refuse a deadline in the past.
-const SSHOT_FUTURE: u32 = 1;
+const VCPUOP_SEND_NMI: u64 = 11;
 
 /// vcpu_op(cmd, vcpu, arg).
 pub fn vcpu_op(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
@@ -208,11 +256,14 @@ pub fn vcpu_op(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
     match cmd {
         VCPUOP_IS_UP => Ok(1).into(),
         VCPUOP_GET_RUNSTATE_INFO => {
-            set_runstate(c.dom, RUNSTATE_RUNNING);
-            let r = c.dom.vcpus[v].runstate;
+            // A read-only view: the current state's time so far is included.
+            let mut r = c.dom.vcpus[v].runstate;
+            let now = crate::time::now_ns();
+            r.time[(r.state as usize).min(3)] += now.saturating_sub(r.state_entry_time);
             c.mem().write_obj(arg, &r).map(|()| 0).into()
         }
         VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA => match c.mem().read_obj::<u64>(arg) {
+            Ok(area) if area != 0 && !crate::guestmem::addr_ok(area) => Err(Errno::EFAULT).into(),
             Ok(area) => {
                 c.dom.vcpus[v].runstate_area = area;
                 set_runstate(c.dom, RUNSTATE_RUNNING);
@@ -226,7 +277,12 @@ pub fn vcpu_op(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
                 let now = crate::time::now_ns();
                 let x = &mut c.dom.vcpus[v];
                 x.periodic_ns = p;
-                x.periodic_next = now + p;
+                // The first tick is due at once if the last one was a period or more ago.
+                x.periodic_next = if now.saturating_sub(x.periodic_last) >= p {
+                    now
+                } else {
+                    x.periodic_last + p
+                };
                 check(c.dom);
                 Ok(0).into()
             }
@@ -241,12 +297,8 @@ pub fn vcpu_op(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
             if v != c.vcpu {
                 return Err(Errno::EINVAL).into();
             }
+            // Xen 4.17 ignores VCPU_SSHOTTMR_future: a deadline in the past fires at once.
             match c.mem().read_obj::<SingleShot>(arg) {
-                Ok(s)
-                    if s.flags & SSHOT_FUTURE != 0 && s.timeout_abs_ns < crate::time::now_ns() =>
-                {
-                    Err(Errno::ETIME).into()
-                }
                 Ok(s) => {
                     c.dom.vcpus[v].timer_deadline = Some(s.timeout_abs_ns);
                     check(c.dom);
@@ -263,6 +315,13 @@ pub fn vcpu_op(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
             check(c.dom);
             Ok(0).into()
         }
+        VCPUOP_SEND_NMI => {
+            if arg != 0 {
+                return Err(Errno::EINVAL).into();
+            }
+            c.dom.vcpus[v].nmi_pending = true;
+            Ok(0).into()
+        }
         VCPUOP_REGISTER_VCPU_INFO => match c.mem().read_obj::<RegisterVcpuInfo>(arg) {
             Ok(r) => register_vcpu_info(c, v, r.mfn, r.offset).map(|()| 0).into(),
             Err(e) => Err(e).into(),
@@ -274,7 +333,7 @@ pub fn vcpu_op(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
 /// VCPUOP_register_vcpu_info: moves the vCPU's vcpu_info into a guest frame, once.
 fn register_vcpu_info(c: &mut Ctx<'_>, v: usize, mfn: u64, offset: u32) -> Result<(), Errno> {
     if u64::from(offset) + 64 > 4096 || !offset.is_multiple_of(8) {
-        return Err(Errno::EINVAL);
+        return Err(Errno::ENXIO);
     }
     if c.dom.vcpus[v].vcpu_info_frame != 0 {
         return Err(Errno::EINVAL);
@@ -294,5 +353,20 @@ fn register_vcpu_info(c: &mut Ctx<'_>, v: usize, mfn: u64, offset: u32) -> Resul
     let vi = crate::traps::vcpu_info(&c.dom.vcpus[v]);
     vi.evtchn_upcall_pending = 1;
     vi.evtchn_pending_sel = !0;
+    // And publish the clock there at once.
+    crate::time::update_vcpu_time(vi);
+    c.dom.vcpus[v].time_published = crate::time::now_ns();
     Ok(())
+}
+
+/// The 2-level pending bitmap (all zeros under the FIFO ABI, whose events are seen through the
+/// upcall flag and the listed ports).
+fn pending_words(dom: &mut Domain) -> [u64; 64] {
+    use xenolith_core::evtchn::{Bitmap, EventMemory};
+    let mut w = [0u64; 64];
+    let (_, mem) = crate::events::parts(dom);
+    for (i, x) in w.iter_mut().enumerate() {
+        *x = mem.bitmap_load(Bitmap::Pending, i);
+    }
+    w
 }
