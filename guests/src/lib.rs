@@ -28,9 +28,11 @@
 //! exception; the verdict is printed exactly once.
 #![no_std]
 
+pub mod bench;
 pub mod boot;
 pub mod console;
 pub mod cpu;
+pub mod evtchn;
 pub mod hypercall;
 pub mod insn;
 pub mod mm;
@@ -39,6 +41,7 @@ pub mod rawtrap;
 pub mod report;
 pub mod shared_info;
 pub mod traps;
+pub mod vcpu;
 pub mod x86;
 
 pub use boot::{Boot, EntryRegs};

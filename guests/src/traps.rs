@@ -100,6 +100,9 @@ global_asm!(
     "mov rdi, rsp",
     "mov rbx, rsp",
     "and rsp, -16",
+    // Xen keeps the interrupted DF in a bounce; Rust code needs it clear
+    // (HYPERVISOR_iret restores the interrupted RFLAGS).
+    "cld",
     "call {handle}",
     "mov rsp, rbx",
     "pop r15",

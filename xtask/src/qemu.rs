@@ -68,7 +68,21 @@ pub fn capture(
     stop_when: &dyn Fn(&str) -> bool,
     grace: Duration,
 ) -> Result<Outcome> {
+    capture_with(image, modules, append, &[], timeout, stop_when, grace)
+}
+
+/// [`capture`] with extra QEMU arguments (e.g. `-icount shift=0` for the benches).
+pub fn capture_with(
+    image: &Path,
+    modules: &str,
+    append: &str,
+    qemu_args: &[&str],
+    timeout: Duration,
+    stop_when: &dyn Fn(&str) -> bool,
+    grace: Duration,
+) -> Result<Outcome> {
     let mut c = base_command(image, modules, append);
+    c.args(qemu_args);
     c.args(["-display", "none", "-serial", "stdio", "-monitor", "none"]);
     c.stdin(Stdio::null())
         .stdout(Stdio::piped())

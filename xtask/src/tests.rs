@@ -114,21 +114,69 @@ pub fn boot_xenolith(image: &Path, modules: &str) -> Result<Outcome> {
     )
 }
 
+/// The hypervisor command line of the tests, plus `options` if not empty.
+fn append_with(options: &str) -> String {
+    if options.is_empty() {
+        format!("{DEFAULT_APPEND} {DEBUG_EXIT}")
+    } else {
+        format!("{DEFAULT_APPEND} {DEBUG_EXIT} {options}")
+    }
+}
+
+/// [`boot_xenolith`] with extra hypervisor options and QEMU arguments (the benches use
+/// `-icount shift=0`).
+pub fn boot_xenolith_with(
+    image: &Path,
+    modules: &str,
+    options: &str,
+    qemu_args: &[&str],
+) -> Result<Outcome> {
+    qemu::capture_with(
+        image,
+        modules,
+        &append_with(options),
+        qemu_args,
+        XENOLITH_TIMEOUT,
+        &|_| false,
+        Duration::ZERO,
+    )
+}
+
+/// Whether Xen 4.17's console shows that it halted or gave up (it does not end QEMU).
+fn xen_done(out: &str) -> bool {
+    out.contains("Hardware Dom0 halted")
+        || out.contains("Hardware Dom0 shutdown")
+        || out.contains("Hardware Dom0 crashed")
+        || out.contains("Manual reset required")
+        || out.contains("Resetting with ACPI")
+}
+
 /// Boots a module line on Xen 4.17, stopping QEMU once Xen has halted or given up.
 pub fn boot_xen(xen: &Path, modules: &str) -> Result<Outcome> {
-    let done = |out: &str| {
-        out.contains("Hardware Dom0 halted")
-            || out.contains("Hardware Dom0 shutdown")
-            || out.contains("Hardware Dom0 crashed")
-            || out.contains("Manual reset required")
-            || out.contains("Resetting with ACPI")
-    };
     qemu::capture(
         xen,
         modules,
         &format!("{DEFAULT_APPEND} {DEBUG_EXIT}"),
         XEN_TIMEOUT,
-        &done,
+        &xen_done,
+        Duration::from_millis(300),
+    )
+}
+
+/// [`boot_xen`] with extra hypervisor options and QEMU arguments.
+pub fn boot_xen_with(
+    xen: &Path,
+    modules: &str,
+    options: &str,
+    qemu_args: &[&str],
+) -> Result<Outcome> {
+    qemu::capture_with(
+        xen,
+        modules,
+        &append_with(options),
+        qemu_args,
+        XEN_TIMEOUT,
+        &xen_done,
         Duration::from_millis(300),
     )
 }
@@ -430,6 +478,8 @@ pub fn run_all() -> Result<()> {
     for t in manifest()? {
         guest_test(&t, &image, &xen, &mut tally)?;
     }
+    println!("== Debian Linux as dom0");
+    linux_probe(&image, &xen, &mut tally)?;
     println!("== malformed dom0 kernels");
     let hello = std::fs::read(target_dir().join("hello"))?;
     bad_kernel_test(
@@ -513,6 +563,67 @@ pub fn try_guest(args: &[String]) -> Result<()> {
             if o.timed_out { " (timed out)" } else { "" },
             o.elapsed.as_secs_f64()
         );
+    }
+    Ok(())
+}
+
+/// MB of data the Linux probe compresses and verifies.
+const LINUX_WORK_MB: u64 = 256;
+const LINUX_TIMEOUT: Duration = Duration::from_secs(900);
+
+/// Debian's Linux as dom0 on Xenolith and on Xen 4.17, running the probe initramfs.
+fn linux_probe(image: &Path, xen: &Path, tally: &mut Tally) -> Result<()> {
+    let parts = crate::linux::ensure_linux()?;
+    let initrd = crate::linux::write_initramfs(&parts, crate::linux::Mode::Probe)?;
+    let mut results = Vec::new();
+    for (who, img) in [("xenolith", image), ("xen-4.17", xen)] {
+        let modules = crate::linux::modules(&parts, &initrd, LINUX_WORK_MB);
+        let o = crate::linux::boot_probe(img, &modules, LINUX_TIMEOUT)?;
+        save_log("linux-dom0", who, &o)?;
+        let passed = o.output.contains("probe: RESULT PASS");
+        let init = crate::linux::time_to_init(&o.output);
+        for l in o.output.lines().filter(|l| l.contains("probe: ")) {
+            println!("  [{who}] {}", l.trim());
+        }
+        if !passed {
+            println!("  --- {who} ---\n{}", tail(&o.output, 30));
+        }
+        results.push((who, passed, init, o.elapsed));
+    }
+    let fmt = |i: Option<f64>| i.map_or("-".to_string(), |s| format!("{s:.2} s"));
+    println!(
+        "  time to init (guest uptime):  Xenolith {}   Xen 4.17 {}",
+        fmt(results[0].2),
+        fmt(results[1].2)
+    );
+    println!(
+        "  whole run (wall clock):       Xenolith {:.1} s   Xen 4.17 {:.1} s",
+        results[0].3.as_secs_f64(),
+        results[1].3.as_secs_f64()
+    );
+    let ok = results.iter().all(|r| r.1);
+    let detail = format!(
+        "Debian {} as dom0: Xenolith {}, Xen 4.17 {}",
+        parts.version,
+        if results[0].1 { "PASS" } else { "FAIL" },
+        if results[1].1 { "PASS" } else { "FAIL" }
+    );
+    tally.record("linux-dom0", ok, &detail);
+    Ok(())
+}
+
+/// `cargo xtask linux-probe`: only the Linux dom0 probe, on both hypervisors.
+pub fn linux_only() -> Result<()> {
+    let image = build_all()?;
+    let xen = deps::ensure_xen()?;
+    let mut tally = Tally {
+        passed: 0,
+        failed: Vec::new(),
+    };
+    linux_probe(&image, &xen, &mut tally)?;
+    println!("{} passed, {} failed", tally.passed, tally.failed.len());
+    if !tally.failed.is_empty() {
+        bail!("the Linux probe failed");
     }
     Ok(())
 }
