@@ -230,12 +230,16 @@ else
 fi
 
 echo "probe: workload: ${probe_work_mb} MB compress, decompress, verify"
-# Deterministic data, generated twice rather than stored: once hashed as is, once hashed
-# after a gzip round trip through a pipe.
+# Deterministic data, generated once and not stored: tee hands one copy to sha256sum and
+# byte counting through FIFOs while the other makes a gzip round trip through pipes.
 gen() { seq 1 $((probe_work_mb * 1024 * 1024 / 7)) | head -c $((probe_work_mb * 1024 * 1024)); }
-s0=$(gen | sha256sum)
-s1=$(gen | gzip -1 | gunzip | sha256sum)
-n=$(gen | wc -c)
+mkfifo /tmp/raw /tmp/cnt
+sha256sum < /tmp/raw > /tmp/s0 &
+wc -c < /tmp/cnt > /tmp/n &
+s1=$(gen | tee /tmp/raw /tmp/cnt | gzip -1 | gunzip | sha256sum)
+wait
+s0=$(cat /tmp/s0)
+n=$(cat /tmp/n)
 [ "$s0" = "$s1" ] && [ "$n" -eq $((probe_work_mb * 1024 * 1024)) ] && ok "workload: ${n} bytes survive compression intact" \
     || fail "workload checksum mismatch (${n} bytes)"
 

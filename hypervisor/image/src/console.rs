@@ -4,7 +4,7 @@
 //! `(XEN) ` like Xen's console so existing log tooling and habits carry over. Guest console
 //! output (console_io from dom0) is written raw.
 use core::fmt::{self, Write};
-use core::sync::atomic::{AtomicU16, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU8, AtomicUsize, Ordering};
 
 use xenolith_arch::port::{inb, outb};
 use xenolith_core::cmdline::LogLevel;
@@ -102,13 +102,104 @@ macro_rules! info { ($($arg:tt)*) => { $crate::log!(xenolith_core::cmdline::LogL
 #[macro_export]
 macro_rules! debug { ($($arg:tt)*) => { $crate::log!(xenolith_core::cmdline::LogLevel::Debug, $($arg)*) }; }
 
-/// Reads one byte of console input if the UART has one.
-pub fn read_byte() -> Option<u8> {
+/// Console input received by the UART interrupt and not yet read by dom0 (Xen's
+/// serial_rx_ring: input past its size is dropped, oldest kept).
+const RX_SIZE: usize = 1024;
+struct RxRing {
+    buf: [AtomicU8; RX_SIZE],
+    head: AtomicUsize,
+    tail: AtomicUsize,
+}
+static RX: RxRing = RxRing {
+    buf: [const { AtomicU8::new(0) }; RX_SIZE],
+    head: AtomicUsize::new(0),
+    tail: AtomicUsize::new(0),
+};
+/// Set when input arrived since dom0 was last told (VIRQ_CONSOLE).
+static RX_NOTIFY: AtomicBool = AtomicBool::new(false);
+static RX_VECTOR: AtomicU8 = AtomicU8::new(0);
+
+/// Vector base of the master 8259 after remapping (IRQ n arrives at `PIC_BASE + n`).
+const PIC_BASE: u8 = 0x20;
+
+/// Turns on the UART's receive interrupt through the legacy PIC (IRQ4 for the first serial
+/// port, IRQ3 for the second), masking every other PIC input.
+pub fn enable_rx_interrupt() {
     let base = PORT.load(Ordering::Relaxed);
-    if base == 0 || inb(base + 5) & 1 == 0 {
+    let irq = match base {
+        0x3f8 | 0x3e8 => 4,
+        0x2f8 | 0x2e8 => 3,
+        _ => return,
+    };
+    // ICW1-4: edge triggered, cascaded, vectors PIC_BASE.. and PIC_BASE+8.., 8086 mode.
+    outb(0x20, 0x11);
+    outb(0xa0, 0x11);
+    outb(0x21, PIC_BASE);
+    outb(0xa1, PIC_BASE + 8);
+    outb(0x21, 0x04);
+    outb(0xa1, 0x02);
+    outb(0x21, 0x01);
+    outb(0xa1, 0x01);
+    outb(0x21, !(1u8 << irq));
+    outb(0xa1, 0xff);
+    RX_VECTOR.store(PIC_BASE + irq, Ordering::Relaxed);
+    drain_uart();
+    outb(base + 4, 0x0b); // DTR, RTS, OUT2 (gates the IRQ line on PCs)
+    outb(base + 1, 0x01); // received-data interrupt
+}
+
+/// Whether `vector` is the console's receive interrupt.
+pub fn is_rx_vector(vector: u64) -> bool {
+    let v = RX_VECTOR.load(Ordering::Relaxed);
+    v != 0 && vector == u64::from(v)
+}
+
+fn drain_uart() -> bool {
+    let base = PORT.load(Ordering::Relaxed);
+    let mut any = false;
+    // Bounded: a UART that always claims data cannot hold the CPU.
+    for _ in 0..256 {
+        if base == 0 || inb(base + 5) & 1 == 0 {
+            break;
+        }
+        let b = inb(base);
+        let head = RX.head.load(Ordering::Relaxed);
+        let tail = RX.tail.load(Ordering::Acquire);
+        if head.wrapping_sub(tail) < RX_SIZE {
+            RX.buf[head % RX_SIZE].store(b, Ordering::Relaxed);
+            RX.head.store(head.wrapping_add(1), Ordering::Release);
+        }
+        any = true;
+    }
+    any
+}
+
+/// The UART's receive interrupt: move its bytes into the ring and acknowledge the PIC.
+pub fn rx_interrupt() {
+    if drain_uart() {
+        RX_NOTIFY.store(true, Ordering::Release);
+    }
+    outb(0x20, 0x20);
+}
+
+/// Whether input arrived since the last call (dom0 should get VIRQ_CONSOLE).
+pub fn take_rx_notify() -> bool {
+    RX_NOTIFY.swap(false, Ordering::AcqRel)
+}
+
+/// Reads one byte of console input, if any arrived.
+pub fn read_byte() -> Option<u8> {
+    if RX_VECTOR.load(Ordering::Relaxed) == 0 {
+        // No receive interrupt: poll the UART directly.
+        drain_uart();
+    }
+    let tail = RX.tail.load(Ordering::Relaxed);
+    if tail == RX.head.load(Ordering::Acquire) {
         return None;
     }
-    Some(inb(base))
+    let b = RX.buf[tail % RX_SIZE].load(Ordering::Relaxed);
+    RX.tail.store(tail.wrapping_add(1), Ordering::Release);
+    Some(b)
 }
 
 /// The UART base in use (0 if none).

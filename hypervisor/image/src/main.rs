@@ -169,6 +169,7 @@ fn boot(cmd: &CmdLine, bi: &BootInfo) -> ! {
     let names: alloc::vec::Vec<&str> = (0..64).filter_map(hypercall::implemented).collect();
     debug!("Hypercalls implemented: {}", names.join(" "));
     time::init();
+    console::enable_rx_interrupt();
 
     let dom = match dom0::build(cmd, bi) {
         Ok(d) => d,

@@ -199,6 +199,10 @@ pub fn arm_oneshot_us(us: u64) {
 
 /// Handles an external interrupt vector.
 pub fn interrupt(vector: u64) {
+    if crate::console::is_rx_vector(vector) {
+        crate::console::rx_interrupt();
+        return;
+    }
     if vector == crate::traps::VECTOR_TIMER {
         TIMER_TICKS.fetch_add(1, Ordering::Relaxed);
     }

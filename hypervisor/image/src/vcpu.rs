@@ -13,6 +13,8 @@ use crate::hypercall::{Ctx, Outcome};
 
 /// VIRQ_TIMER.
 const VIRQ_TIMER: u32 = 0;
+/// VIRQ_CONSOLE: console input for the hardware domain.
+const VIRQ_CONSOLE: u32 = 2;
 /// Shortest periodic timer Xen accepts (1 ms).
 const MIN_PERIOD_NS: u64 = 1_000_000;
 
@@ -72,6 +74,9 @@ pub fn check(dom: &mut Domain) {
     }
     if fire {
         let _ = crate::events::send_virq(dom, 0, VIRQ_TIMER);
+    }
+    if dom.privileged && crate::console::take_rx_notify() {
+        let _ = crate::events::send_virq(dom, 0, VIRQ_CONSOLE);
     }
 }
 
