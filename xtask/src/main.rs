@@ -23,8 +23,11 @@ commands:
                    console (or a test guest by name) 
   run-xen [GUEST]  the same guest on Debian's Xen 4.17, for comparison
   test             every test: host unit tests, clippy, and test guests on Xenolith and Xen 4.17
-  linux-probe      boot Debian's Linux as dom0 on Xenolith and Xen 4.17 and run the probe
-  bench            time hypervisor paths on Xenolith and Xen 4.17 (QEMU -icount), print a table
+  linux-probe [xenolith|xen]
+                   boot Debian's Linux as dom0 on Xenolith and Xen 4.17 (or one) and run the probe
+  bench [--no-linux]
+                   time hypervisor paths (and Linux dom0 boot) on Xenolith and Xen 4.17 under
+                   QEMU -icount, print a table
   try [--xen|--both] GUEST [ARGS...]
                    boot one test guest headless (default on Xenolith), print its console and verdict
 ";
@@ -60,11 +63,11 @@ fn main() -> Result<()> {
             deps::ensure_qemu()?;
             tests::run_all()?;
         }
-        "bench" => bench::run_all()?,
+        "bench" => bench::run_all(&args[1..])?,
         "linux-probe" => {
             deps::ensure_build()?;
             deps::ensure_qemu()?;
-            tests::linux_only()?;
+            tests::linux_only(args.get(1).map(String::as_str))?;
         }
         "try" => {
             deps::ensure_build()?;

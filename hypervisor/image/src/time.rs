@@ -205,6 +205,7 @@ pub fn interrupt(vector: u64) {
     }
     if vector == crate::traps::VECTOR_TIMER {
         TIMER_TICKS.fetch_add(1, Ordering::Relaxed);
+        ARMED.store(u64::MAX, Ordering::Relaxed);
     }
     if vector != crate::traps::VECTOR_SPURIOUS {
         lapic_write(APIC_EOI, 0);
@@ -255,8 +256,16 @@ pub fn update_wallclock(si: &mut SharedInfo) {
     si.wc_version = si.wc_version.wrapping_add(1);
 }
 
+/// The deadline the local APIC timer is armed for (`u64::MAX`: none, or it fired).
+static ARMED: AtomicU64 = AtomicU64::new(u64::MAX);
+
 /// Programs the local APIC timer to fire at system time `deadline` (ns), or stops it.
+/// Reprograms only on a change: every return to a guest asks, and an APIC write is not free.
 pub fn set_deadline(deadline: Option<u64>) {
+    let want = deadline.unwrap_or(u64::MAX);
+    if ARMED.swap(want, Ordering::Relaxed) == want {
+        return;
+    }
     match deadline {
         None => lapic_write(APIC_TIMER_INIT, 0),
         Some(d) => {
