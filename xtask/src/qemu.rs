@@ -56,6 +56,8 @@ pub struct Outcome {
     pub exit_code: Option<i32>,
     pub timed_out: bool,
     pub elapsed: Duration,
+    /// Wall-clock time from QEMU's start until `stop_when` first held (within 20 ms).
+    pub stopped_after: Option<Duration>,
 }
 
 /// Boots headless, capturing the serial console, until QEMU exits, `stop_when` says the run is
@@ -101,6 +103,7 @@ pub fn capture_with(
     });
     let mut output = Vec::new();
     let mut stop_at: Option<Instant> = None;
+    let mut stopped_after = None;
     let mut timed_out = false;
     let exit_code = loop {
         while let Ok(chunk) = rx.try_recv() {
@@ -111,6 +114,7 @@ pub fn capture_with(
         }
         if stop_at.is_none() && stop_when(&String::from_utf8_lossy(&output)) {
             stop_at = Some(Instant::now() + grace);
+            stopped_after = Some(start.elapsed());
         }
         if stop_at.is_some_and(|t| Instant::now() >= t) {
             let _ = child.kill();
@@ -144,5 +148,6 @@ pub fn capture_with(
         exit_code,
         timed_out,
         elapsed: start.elapsed(),
+        stopped_after,
     })
 }

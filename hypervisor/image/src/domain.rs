@@ -190,11 +190,6 @@ impl Domain {
         crate::mm::with_frames(|ft, _| ft.owned_by(mfn, self.id))
     }
 
-    /// Whether the guest may map `mfn` at all (its own RAM or a page shared with it).
-    pub fn may_map(&self, mfn: u64) -> bool {
-        crate::mm::with_frames(|ft, _| ft.mappable_by(mfn, self.id))
-    }
-
     /// The page-type view of this domain.
     pub fn ptdom(&self) -> xenolith_core::pagetype::Dom {
         xenolith_core::pagetype::Dom {

@@ -28,28 +28,32 @@ impl<'a> GuestMem<'a> {
         GuestMem { dom, root }
     }
 
-    /// Translates a guest VA to (mfn, offset) for an access.
+    /// Translates a guest VA to the frame an access of it touches. The walk holds the frame
+    /// table's lock once, for all four levels.
     pub fn translate(&self, va: u64, write: bool) -> Result<u64, Errno> {
         if !addr_ok(va) {
             return Err(Errno::EFAULT);
         }
-        let mut table = self.root;
-        for level in (1..=4).rev() {
-            if !self.dom.owns(table) {
-                return Err(Errno::EFAULT);
-            }
-            let idx = ((va >> (12 + 9 * (level - 1))) & 511) as usize;
-            let e = table_of(table)[idx];
+        let id = self.dom.id;
+        crate::mm::with_frames(|ft, _| {
+            let mut table = self.root;
             let need = pte::PRESENT | pte::USER | if write { pte::RW } else { 0 };
-            if e & need != need || (level > 1 && e & pte::PSE != 0) {
+            for level in (1..=4).rev() {
+                if !ft.owned_by(table, id) {
+                    return Err(Errno::EFAULT);
+                }
+                let idx = ((va >> (12 + 9 * (level - 1))) & 511) as usize;
+                let e = table_of(table)[idx];
+                if e & need != need || (level > 1 && e & pte::PSE != 0) {
+                    return Err(Errno::EFAULT);
+                }
+                table = (e & pte::ADDR_MASK) >> 12;
+            }
+            if !ft.mappable_by(table, id) {
                 return Err(Errno::EFAULT);
             }
-            table = (e & pte::ADDR_MASK) >> 12;
-        }
-        if !self.dom.may_map(table) {
-            return Err(Errno::EFAULT);
-        }
-        Ok(table)
+            Ok(table)
+        })
     }
 
     /// Copies guest memory at `va` into `buf`.
@@ -69,6 +73,16 @@ impl<'a> GuestMem<'a> {
     /// Copies `buf` into guest memory at `va`. Every page is checked before any byte is
     /// written, so a failing copy leaves guest memory untouched.
     pub fn write(&self, va: u64, buf: &[u8]) -> Result<(), Errno> {
+        let off = (va & 0xfff) as usize;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        if off + buf.len() <= 4096 {
+            // Within one page: one check covers it.
+            let mfn = self.translate(va, true)?;
+            frame_bytes(mfn)[off..off + buf.len()].copy_from_slice(buf);
+            return Ok(());
+        }
         for pass in 0..2 {
             let mut done = 0usize;
             while done < buf.len() {
