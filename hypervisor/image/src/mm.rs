@@ -302,6 +302,30 @@ pub fn reap_freed(dom: &mut crate::domain::Domain) {
     }
 }
 
+/// The frame-table work due on every return to a guest, under one lock acquisition: frees the
+/// frames released since the last return, then flushes the TLB if a frame stopped being a page
+/// table.
+pub fn exit_work(dom: &mut crate::domain::Domain) {
+    let (freed, flush) = with_frames(|ft, _| {
+        let freed = if ft.freed.is_empty() {
+            alloc::vec::Vec::new()
+        } else {
+            core::mem::take(&mut ft.freed)
+        };
+        (freed, core::mem::take(&mut ft.flush_needed))
+    });
+    for (mfn, domid) in freed {
+        set_m2p(mfn, INVALID_M2P_ENTRY);
+        free_frame(mfn);
+        if domid == dom.id {
+            dom.tot_pages = dom.tot_pages.saturating_sub(1);
+        }
+    }
+    if flush {
+        xenolith_arch::instr::flush_tlb_local();
+    }
+}
+
 /// Runs `f` with the frame table. Lock order: a domain's lock, then this one; `f` must not
 /// access guest memory through `GuestMem` (which takes this lock too).
 pub fn with_frames<R>(f: impl FnOnce(&mut FrameTable, &mut DirectFrames) -> R) -> R {

@@ -84,8 +84,7 @@ pub extern "C" fn trap_dispatch(regs: &mut GuestRegs) {
 /// Work done on every return to a guest: stop it if it shut down, deliver a pending event
 /// upcall, and make the frame safe to IRET to.
 pub fn exit_to_guest(dom: &mut Domain, regs: &mut GuestRegs) {
-    crate::mm::reap_freed(dom);
-    crate::mm::flush_if_needed();
+    crate::mm::exit_work(dom);
     crate::vcpu::check(dom);
     if let Some(s) = dom.shutdown {
         let id = dom.id;
