@@ -293,6 +293,11 @@ pub fn init_frame_table(nr: u64, memory: &[xenolith_core::bootinfo::MemRegion]) 
 /// entries become invalid and the owner's page count drops.
 pub fn reap_freed(dom: &mut crate::domain::Domain) {
     let freed = with_frames(|ft, _| core::mem::take(&mut ft.freed));
+    release(dom, freed);
+}
+
+/// Returns frames the page-type rules released to the allocator, clearing their M2P entries.
+fn release(dom: &mut crate::domain::Domain, freed: alloc::vec::Vec<(u64, u16)>) {
     for (mfn, domid) in freed {
         set_m2p(mfn, INVALID_M2P_ENTRY);
         free_frame(mfn);
@@ -314,13 +319,7 @@ pub fn exit_work(dom: &mut crate::domain::Domain) {
         };
         (freed, core::mem::take(&mut ft.flush_needed))
     });
-    for (mfn, domid) in freed {
-        set_m2p(mfn, INVALID_M2P_ENTRY);
-        free_frame(mfn);
-        if domid == dom.id {
-            dom.tot_pages = dom.tot_pages.saturating_sub(1);
-        }
-    }
+    release(dom, freed);
     if flush {
         xenolith_arch::instr::flush_tlb_local();
     }

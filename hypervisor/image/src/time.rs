@@ -197,12 +197,8 @@ pub fn arm_oneshot_us(us: u64) {
     lapic_write(APIC_TIMER_INIT, t as u32);
 }
 
-/// Handles an external interrupt vector.
+/// Handles a local APIC interrupt (timer or spurious).
 pub fn interrupt(vector: u64) {
-    if crate::console::is_rx_vector(vector) {
-        crate::console::rx_interrupt();
-        return;
-    }
     if vector == crate::traps::VECTOR_TIMER {
         TIMER_TICKS.fetch_add(1, Ordering::Relaxed);
         ARMED.store(u64::MAX, Ordering::Relaxed);

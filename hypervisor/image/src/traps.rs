@@ -74,7 +74,7 @@ pub extern "C" fn trap_dispatch(regs: &mut GuestRegs) {
             }
         }
         0x80 => int80(dom, regs),
-        v if v >= 32 => crate::time::interrupt(v),
+        v if v >= 32 => external_interrupt(v),
         2 => crate::warn!("NMI while running d{}", dom.id),
         v => guest_exception(dom, regs, v),
     }
@@ -307,6 +307,15 @@ fn guest_user_syscall(dom: &mut Domain, regs: &mut GuestRegs) {
     }
 }
 
+/// Routes an interrupt vector to its device: the console's UART, else the local APIC.
+fn external_interrupt(vector: u64) {
+    if crate::console::is_rx_vector(vector) {
+        crate::console::rx_interrupt();
+    } else {
+        crate::time::interrupt(vector);
+    }
+}
+
 fn hypervisor_trap(regs: &mut GuestRegs) {
     match regs.vector {
         2 => crate::warn!("NMI in the hypervisor at {:#x}", regs.rip),
@@ -316,7 +325,7 @@ fn hypervisor_trap(regs: &mut GuestRegs) {
             // SAFETY: writing DR6's reset value only clears the status bits.
             unsafe { xenolith_arch::instr::write_dr(6, 0xffff_0ff0) };
         }
-        v if v >= 32 => crate::time::interrupt(v),
+        v if v >= 32 => external_interrupt(v),
         13 if regs.rip == crate::entry::iretq_address() => {
             // The guest context we tried to enter was refused by the CPU.
             let mut guard = crate::domain::DOM0.lock();
