@@ -41,6 +41,39 @@ pub struct GuestTest {
     pub args: String,
     /// The correct outcome is that the hypervisor crashes the domain (no verdict line).
     pub expect_crash: bool,
+    /// Extra hypervisor options (`hv:OPTION` words), given to Xenolith and Xen alike.
+    pub hv_options: String,
+    /// CPUs QEMU gives the machine (`cpus=N`; 1 by default).
+    pub cpus: u32,
+}
+
+/// Splits a guest's words into its own command line, hypervisor options (`hv:OPTION`) and the
+/// machine's CPU count (`cpus=N`).
+pub fn split_words(words: &[&str]) -> Result<(String, String, u32)> {
+    let (mut guest, mut hv, mut cpus) = (Vec::new(), Vec::new(), 1);
+    for w in words {
+        if let Some(o) = w.strip_prefix("hv:") {
+            hv.push(o);
+        } else if let Some(n) = w.strip_prefix("cpus=") {
+            cpus = n
+                .parse()
+                .ok()
+                .filter(|&n| (1..=8).contains(&n))
+                .with_context(|| format!("cpus={n}: expected 1 to 8"))?;
+        } else {
+            guest.push(*w);
+        }
+    }
+    Ok((guest.join(" "), hv.join(" "), cpus))
+}
+
+/// QEMU arguments for a machine with `cpus` CPUs (the base command has one).
+fn cpu_args(cpus: u32) -> Vec<String> {
+    if cpus == 1 {
+        Vec::new()
+    } else {
+        vec!["-smp".into(), cpus.to_string()]
+    }
 }
 
 /// Reads `guests/manifest`: `name  binary [args...] [expect=crash]` per line, `#` comments.
@@ -63,10 +96,13 @@ pub fn manifest() -> Result<Vec<GuestTest>> {
         if expect_crash {
             args.pop();
         }
+        let (args, hv_options, cpus) = split_words(&args)?;
         out.push(GuestTest {
             name: name.into(),
             binary: binary.into(),
-            args: args.join(" "),
+            args,
+            hv_options,
+            cpus,
             expect_crash,
         });
     }
@@ -221,9 +257,11 @@ fn guest_test(t: &GuestTest, image: &Path, xen: &Path, tally: &mut Tally) -> Res
     } else {
         format!("{} {}", module.display(), t.args)
     };
-    let ours = boot_xenolith(image, &modules)?;
+    let qargs = cpu_args(t.cpus);
+    let qargs: Vec<&str> = qargs.iter().map(String::as_str).collect();
+    let ours = boot_xenolith_with(image, &modules, &t.hv_options, &qargs)?;
     let ours_log = save_log(&t.name, "xenolith", &ours)?;
-    let theirs = boot_xen(xen, &modules)?;
+    let theirs = boot_xen_with(xen, &modules, &t.hv_options, &qargs)?;
     let theirs_log = save_log(&t.name, "xen", &theirs)?;
     let v_ours = verdict(&ours.output).unwrap_or("NONE");
     let v_xen = verdict(&theirs.output).unwrap_or("NONE");
@@ -537,13 +575,17 @@ pub fn try_guest(args: &[String]) -> Result<()> {
         PathBuf::new()
     };
     let module = crate::guest_path(guest)?;
+    let words: Vec<&str> = guest_args.iter().map(String::as_str).collect();
+    let (guest_args, hv_options, cpus) = split_words(&words)?;
+    let qargs = cpu_args(cpus);
+    let qargs: Vec<&str> = qargs.iter().map(String::as_str).collect();
     let modules = if guest_args.is_empty() {
         module.display().to_string()
     } else {
-        format!("{} {}", module.display(), guest_args.join(" "))
+        format!("{} {}", module.display(), guest_args)
     };
     if on_ours {
-        let o = boot_xenolith(&image, &modules)?;
+        let o = boot_xenolith_with(&image, &modules, &hv_options, &qargs)?;
         println!("{}", o.output);
         println!(
             "== Xenolith: verdict {}, QEMU exit {:?}{}, {:.1}s",
@@ -555,7 +597,7 @@ pub fn try_guest(args: &[String]) -> Result<()> {
     }
     if on_xen {
         let xen = deps::ensure_xen()?;
-        let o = boot_xen(&xen, &modules)?;
+        let o = boot_xen_with(&xen, &modules, &hv_options, &qargs)?;
         println!("{}", o.output);
         println!(
             "== Xen 4.17: verdict {}{}, {:.1}s",

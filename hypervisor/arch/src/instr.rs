@@ -273,3 +273,49 @@ pub unsafe fn load_user_gs(sel: u16) {
         asm!("swapgs", "mov gs, {0:x}", "swapgs", in(reg) sel, options(nostack, preserves_flags))
     }
 }
+
+/// Reads the data segment selectors DS, ES, FS, GS.
+pub fn read_data_selectors() -> [u16; 4] {
+    let (ds, es, fs, gs): (u16, u16, u16, u16);
+    // SAFETY: reading segment selectors has no side effect.
+    unsafe {
+        asm!("mov {0:x}, ds", "mov {1:x}, es", "mov {2:x}, fs", "mov {3:x}, gs",
+             out(reg) ds, out(reg) es, out(reg) fs, out(reg) gs,
+             options(nomem, nostack, preserves_flags))
+    }
+    [ds, es, fs, gs]
+}
+
+/// Loads DS, ES, FS and GS. Loading FS or GS replaces its base with the descriptor's (zero for
+/// null), so the caller writes the 64-bit bases afterwards.
+///
+/// # Safety
+/// Each selector must be null or name a present data (or readable code) descriptor with a DPL
+/// that allows the selector's RPL in the loaded GDT/LDT, so that no load faults.
+pub unsafe fn load_data_selectors(sel: [u16; 4]) {
+    // SAFETY: per the caller's contract; the hypervisor uses none of these in 64-bit mode.
+    unsafe {
+        asm!("mov ds, {0:x}", "mov es, {1:x}", "mov fs, {2:x}", "mov gs, {3:x}",
+             in(reg) sel[0], in(reg) sel[1], in(reg) sel[2], in(reg) sel[3],
+             options(nostack, preserves_flags))
+    }
+}
+
+/// Saves the x87/SSE state into a 512-byte, 16-byte aligned FXSAVE area.
+///
+/// # Safety
+/// `area` must point to 512 writable bytes aligned to 16, and CR0.TS must be clear.
+pub unsafe fn fxsave(area: *mut u8) {
+    // SAFETY: per the caller's contract.
+    unsafe { asm!("fxsave64 [{}]", in(reg) area, options(nostack, preserves_flags)) }
+}
+
+/// Loads the x87/SSE state from a 512-byte, 16-byte aligned FXSAVE area.
+///
+/// # Safety
+/// `area` must point to 512 bytes aligned to 16 holding a valid image (reserved MXCSR bits
+/// clear), and CR0.TS must be clear.
+pub unsafe fn fxrstor(area: *const u8) {
+    // SAFETY: per the caller's contract.
+    unsafe { asm!("fxrstor64 [{}]", in(reg) area, options(nostack, preserves_flags)) }
+}

@@ -88,9 +88,24 @@ pub fn set_gdt(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
             Err(e) => return Err(e).into(),
         }
     }
-    let ptdom = c.dom.ptdom();
+    replace_gdt(c.dom, c.vcpu, frames, entries)
+        .map(|()| 0)
+        .into()
+}
+
+/// Gives vCPU `vi` the GDT in `frames` with `entries` entries (at most `MAX_GDT_ENTRIES`):
+/// takes a descriptor-page type reference on each new frame (all or nothing, -EINVAL if one
+/// cannot be), drops those of the old GDT, and maps it if the vCPU is running.
+pub fn replace_gdt(
+    dom: &mut crate::domain::Domain,
+    vi: usize,
+    frames: [u64; GUEST_GDT_PAGES],
+    entries: u64,
+) -> Result<(), Errno> {
+    let nr = entries.div_ceil(512) as usize;
+    let ptdom = dom.ptdom();
     // Take the new frames first: all or nothing.
-    let taken = with_frames(|ft, mem| {
+    with_frames(|ft, mem| {
         for (i, &m) in frames.iter().enumerate().take(nr) {
             if let Err(e) = ft.get_page_and_type(mem, m, PageType::SegDesc, ptdom) {
                 for &t in &frames[..i] {
@@ -100,14 +115,11 @@ pub fn set_gdt(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
             }
         }
         Ok(())
-    });
-    if let Err(e) = taken {
-        return Err(e).into();
-    }
-    let v = &mut c.dom.vcpus[c.vcpu];
+    })?;
+    let v = &mut dom.vcpus[vi];
     let old = v.gdt_frames;
     let old_nr = v.gdt_nr;
-    v.gdt_frames = frames;
+    v.gdt_frames[..GUEST_GDT_PAGES].copy_from_slice(&frames);
     v.gdt_nr = nr;
     v.gdt_ents = entries;
     with_frames(|ft, mem| {
@@ -115,8 +127,10 @@ pub fn set_gdt(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
             ft.put_page_and_type(mem, m);
         }
     });
-    install_gdt(v);
-    Ok(0).into()
+    if vi == crate::percpu::vcpu() {
+        install_gdt(v);
+    }
+    Ok(())
 }
 
 /// Maps a vCPU's GDT frames into the window.
@@ -189,7 +203,7 @@ fn release_ldt(v: &mut crate::domain::Vcpu) {
 /// descriptor page). On failure returns the guest linear address the CPU was reading, so
 /// the fault can be reflected to the guest as Xen does.
 pub fn ldt_fault(dom: &mut crate::domain::Domain, cr2: u64) -> Result<(), u64> {
-    let v = &dom.vcpus[0];
+    let v = &dom.vcpus[crate::percpu::vcpu()];
     let off = cr2 - LDT_VIRT;
     let linear = v.ldt_base.wrapping_add(off);
     if off >= v.ldt_ents * 8 {
@@ -203,7 +217,7 @@ pub fn ldt_fault(dom: &mut crate::domain::Domain, cr2: u64) -> Result<(), u64> {
     let ptdom = dom.ptdom();
     with_frames(|ft, fm| ft.get_page_and_type(fm, mfn, PageType::SegDesc, ptdom))
         .map_err(|_| linear)?;
-    let v = &mut dom.vcpus[0];
+    let v = &mut dom.vcpus[crate::percpu::vcpu()];
     if v.ldt_frames[page] != 0 {
         let old = v.ldt_frames[page];
         with_frames(|ft, fm| ft.put_page_and_type(fm, old));

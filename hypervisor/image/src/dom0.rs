@@ -46,6 +46,24 @@ fn module_bytes(m: &BootModule) -> Result<&'static [u8], BuildError> {
 }
 
 /// Builds dom0 from the first boot module (kernel) and the optional second (initrd).
+/// Xen's legacy vcpu_info slots in shared_info; more vCPUs would need register_vcpu_info
+/// before they can be initialised, which is not offered yet.
+const LEGACY_MAX_VCPUS: u32 = 32;
+
+/// dom0's vCPU count: one per CPU that runs guests (one so far), within `dom0_max_vcpus`'s
+/// `<min>-<max>` as Xen reads it, and at most the legacy shared_info slots.
+fn dom0_vcpus(cmd: &CmdLine) -> u32 {
+    let cpus = 1;
+    let n = match cmd.dom0_max_vcpus {
+        Some((lo, hi)) => cpus.clamp(lo, hi),
+        None => cpus,
+    };
+    if n > LEGACY_MAX_VCPUS {
+        crate::warn!("dom0_max_vcpus: {n} vCPUs asked for, {LEGACY_MAX_VCPUS} given");
+    }
+    n.min(LEGACY_MAX_VCPUS)
+}
+
 pub fn build(cmd: &CmdLine, bi: &BootInfo) -> Result<Box<Domain>, BuildError> {
     let Some(kmod) = bi.modules.first() else {
         fail!("no dom0 kernel given: pass it as the first boot module");
@@ -76,6 +94,7 @@ pub fn build(cmd: &CmdLine, bi: &BootInfo) -> Result<Box<Domain>, BuildError> {
     if !info.dom0_capable() {
         fail!("dom0 kernel does not declare dom0 support (XENFEAT_dom0 missing from its supported features)");
     }
+    let nr_vcpus = dom0_vcpus(cmd);
     let dom_template = Domain {
         id: DOMID_DOM0,
         privileged: true,
@@ -88,7 +107,7 @@ pub fn build(cmd: &CmdLine, bi: &BootInfo) -> Result<Box<Domain>, BuildError> {
         vcpus: Vec::new(),
         evtchn: xenolith_core::evtchn::EvtchnDomain::new(
             xen_abi::types::DomId(DOMID_DOM0),
-            1,
+            nr_vcpus,
             1 << 17,
         ),
         fifo: crate::events::FifoFrames::default(),
@@ -329,7 +348,18 @@ pub fn build(cmd: &CmdLine, bi: &BootInfo) -> Result<Box<Domain>, BuildError> {
     };
     v.kernel_ss = u64::from(crate::cpu::FLAT_RING3_DS);
     v.kernel_sp = lay.initial_rsp();
+    v.initialised = true;
+    v.up = true;
     dom.vcpus.push(v);
+    // The others start down, with their vcpu_info in shared_info, until the guest initialises
+    // them and brings them up (VCPUOP_initialise, VCPUOP_up).
+    let now = crate::time::now_ns();
+    for id in 1..nr_vcpus {
+        let mut v = Vcpu::new(id, (si_mfn << 12) + u64::from(id) * 64);
+        v.runstate.state = crate::vcpu::RUNSTATE_OFFLINE;
+        v.runstate.state_entry_time = now;
+        dom.vcpus.push(v);
+    }
     crate::info!(
         "dom0: entry {:#x}, start_info {:#x}, stack {:#x}",
         info.entry,

@@ -65,8 +65,6 @@ pub struct Vcpu {
     /// An NMI waits for delivery; NMIs are masked until the guest's next iret.
     pub nmi_pending: bool,
     pub nmi_masked: bool,
-    /// Deadline of a SCHEDOP_poll in progress.
-    pub poll_deadline: Option<u64>,
     /// Runstate and the guest virtual address it is published at (0 = none).
     pub runstate: crate::vcpu::Runstate,
     pub runstate_area: u64,
@@ -90,6 +88,43 @@ pub struct Vcpu {
     pub ldt_base: u64,
     pub ldt_ents: u64,
     pub ldt_frames: [u64; 16],
+    /// Initialised (vCPU 0 by the builder, others by VCPUOP_initialise).
+    pub initialised: bool,
+    /// Up: not taken down by VCPUOP_down and not yet brought up (Xen's _VPF_down clear).
+    pub up: bool,
+    /// What a blocked vCPU waits for.
+    pub wait: Wait,
+    /// Data segment selectors (DS, ES, FS, GS) while the vCPU is off the CPU.
+    pub sel: [u16; 4],
+    /// FPU and SSE registers while the vCPU is off the CPU.
+    pub fpu: Box<FpuArea>,
+}
+
+/// What keeps a vCPU from running besides being down.
+#[derive(Debug, Default)]
+pub enum Wait {
+    /// Runnable.
+    #[default]
+    None,
+    /// SCHEDOP_block: until an upcall can be delivered.
+    Block,
+    /// SCHEDOP_poll: until one of the ports is pending (see `vcpu::poll`).
+    Poll(Box<crate::vcpu::PollWait>),
+}
+
+/// An FXSAVE image.
+#[repr(C, align(16))]
+#[derive(Clone, Debug)]
+pub struct FpuArea(pub [u8; 512]);
+
+impl FpuArea {
+    /// The state after FNINIT with SSE exceptions masked (FCW 0x37f, MXCSR 0x1f80).
+    pub fn reset() -> Self {
+        let mut a = [0u8; 512];
+        a[0..2].copy_from_slice(&0x037fu16.to_le_bytes());
+        a[24..28].copy_from_slice(&0x1f80u32.to_le_bytes());
+        FpuArea(a)
+    }
 }
 
 impl Vcpu {
@@ -123,7 +158,6 @@ impl Vcpu {
             time_published: 0,
             nmi_pending: false,
             nmi_masked: false,
-            poll_deadline: None,
             runstate: crate::vcpu::Runstate::default(),
             runstate_area: 0,
             vcpu_info_frame: 0,
@@ -138,7 +172,17 @@ impl Vcpu {
             ldt_base: 0,
             ldt_ents: 0,
             ldt_frames: [0; 16],
+            initialised: false,
+            up: false,
+            wait: Wait::None,
+            sel: [0; 4],
+            fpu: Box::new(FpuArea::reset()),
         }
+    }
+
+    /// Whether the vCPU may be scheduled.
+    pub fn runnable(&self) -> bool {
+        self.up && matches!(self.wait, Wait::None)
     }
 
     /// The root page table for the current guest mode.

@@ -17,7 +17,7 @@ pub const FEP: [u8; 5] = [0x0f, 0x0b, b'x', b'e', b'n'];
 
 /// Fetches up to 15 instruction bytes at RIP (fewer if the next page is not readable).
 fn fetch(dom: &Domain, rip: u64) -> ([u8; 15], usize) {
-    let mem = GuestMem::current(dom, dom.vcpus[0].current_root());
+    let mem = GuestMem::current(dom, dom.vcpus[crate::percpu::vcpu()].current_root());
     let mut buf = [0u8; 15];
     let first = (4096 - (rip & 0xfff) as usize).min(15);
     if mem.read(rip, &mut buf[..first]).is_err() {
@@ -198,7 +198,7 @@ fn hypervisor_port(port: u16, console: u16) -> bool {
 /// Whether guest `v` may access `size` bytes of ports from `port` (virtual IOPL, else the
 /// guest's I/O bitmap).
 fn io_allowed(dom: &Domain, port: u16, size: u8) -> bool {
-    let v = &dom.vcpus[0];
+    let v = &dom.vcpus[crate::percpu::vcpu()];
     if v.iopl >= guest_cpl(dom) {
         return true;
     }
@@ -301,12 +301,28 @@ fn guest_cr4(v: &Vcpu) -> u64 {
 /// A guest write to CR4: the toggleable bits take effect (TSD and DE in the hardware while
 /// the vCPU runs); everything else is silently kept as it is, as Xen's fix-up does.
 fn write_guest_cr4(v: &mut Vcpu, val: u64) -> bool {
-    v.cr4 = val & CR4_GUEST;
-    let hw = xenolith_arch::instr::read_cr4();
-    // SAFETY: only TSD and DE change; they affect RDTSC at CPL 3 and debug-register I/O
-    // breakpoints, nothing the hypervisor relies on.
-    unsafe { xenolith_arch::instr::write_cr4((hw & !CR4_GUEST) | v.cr4) };
+    set_guest_cr4(v, val);
     true
+}
+
+/// Sets the guest-controlled CR4 bits of a vCPU (others are ignored, as by Xen's fix-up), in
+/// the hardware too if it is running.
+pub fn set_guest_cr4(v: &mut Vcpu, val: u64) {
+    v.cr4 = val & CR4_GUEST;
+    if v.id as usize == crate::percpu::vcpu() {
+        load_cr4(v);
+    }
+}
+
+/// Loads a vCPU's guest-controlled CR4 bits into the hardware.
+pub fn load_cr4(v: &Vcpu) {
+    let hw = xenolith_arch::instr::read_cr4();
+    let want = (hw & !CR4_GUEST) | v.cr4;
+    if want != hw {
+        // SAFETY: only TSD and DE change; they affect RDTSC at CPL 3 and debug-register I/O
+        // breakpoints, nothing the hypervisor relies on.
+        unsafe { xenolith_arch::instr::write_cr4(want) };
+    }
 }
 
 /// Emulates a privileged instruction that raised #GP(0) in the guest. Returns false to have
@@ -316,13 +332,13 @@ pub fn privileged_op(dom: &mut Domain, regs: &mut GuestRegs) -> bool {
     let Some(d) = decode(&bytes[..n]) else {
         return false;
     };
-    let kernel = dom.vcpus[0].kernel_mode;
+    let kernel = dom.vcpus[crate::percpu::vcpu()].kernel_mode;
     let ok = match d.op {
         Op::Rdmsr if kernel => {
             let msr = regs.rcx as u32;
             // Xen quirk: before the guest has a #GP handler, an unknown MSR reads as 0.
-            let no_handler = dom.vcpus[0].trap_ctxt[13].address == 0;
-            match read_msr(&dom.vcpus[0], msr).or(no_handler.then_some(0)) {
+            let no_handler = dom.vcpus[crate::percpu::vcpu()].trap_ctxt[13].address == 0;
+            match read_msr(&dom.vcpus[crate::percpu::vcpu()], msr).or(no_handler.then_some(0)) {
                 Some(v) => {
                     regs.rax = v & 0xffff_ffff;
                     regs.rdx = v >> 32;
@@ -336,7 +352,7 @@ pub fn privileged_op(dom: &mut Domain, regs: &mut GuestRegs) -> bool {
             if regs.rcx as u32 == MSR_HYPERCALL_PAGE {
                 write_hypercall_page(dom, val)
             } else {
-                write_msr(&mut dom.vcpus[0], regs.rcx as u32, val)
+                write_msr(&mut dom.vcpus[crate::percpu::vcpu()], regs.rcx as u32, val)
             }
         }
         Op::Cpuid => {
@@ -357,7 +373,7 @@ pub fn privileged_op(dom: &mut Domain, regs: &mut GuestRegs) -> bool {
             true
         }
         Op::Clts if kernel => {
-            dom.vcpus[0].virtual_ts = false;
+            dom.vcpus[crate::percpu::vcpu()].virtual_ts = false;
             crate::fpu::set_ts(false);
             true
         }
@@ -368,7 +384,7 @@ pub fn privileged_op(dom: &mut Domain, regs: &mut GuestRegs) -> bool {
             true
         }
         Op::MovFromCr { cr, gpr: g } if kernel => {
-            let v = &dom.vcpus[0];
+            let v = &dom.vcpus[crate::percpu::vcpu()];
             let val = match cr {
                 0 => GUEST_CR0 | if v.virtual_ts { CR0_TS } else { 0 },
                 2 => crate::traps::vcpu_info(v).arch.cr2,
@@ -388,29 +404,33 @@ pub fn privileged_op(dom: &mut Domain, regs: &mut GuestRegs) -> bool {
                         false
                     } else {
                         let ts = val & CR0_TS != 0;
-                        dom.vcpus[0].virtual_ts = ts;
+                        dom.vcpus[crate::percpu::vcpu()].virtual_ts = ts;
                         crate::fpu::set_ts(ts);
                         true
                     }
                 }
                 2 => {
-                    crate::traps::vcpu_info(&dom.vcpus[0]).arch.cr2 = val;
+                    crate::traps::vcpu_info(&dom.vcpus[crate::percpu::vcpu()])
+                        .arch
+                        .cr2 = val;
                     true
                 }
                 3 => crate::mmu::new_baseptr(dom, 0, val >> 12).is_ok(),
-                4 => write_guest_cr4(&mut dom.vcpus[0], val),
+                4 => write_guest_cr4(&mut dom.vcpus[crate::percpu::vcpu()], val),
                 _ => false,
             }
         }
-        Op::MovFromDr { dr, gpr: g } if kernel => match get_debugreg(&dom.vcpus[0], dr) {
-            Ok(v) => {
-                set_gpr(regs, g, v);
-                true
+        Op::MovFromDr { dr, gpr: g } if kernel => {
+            match get_debugreg(&dom.vcpus[crate::percpu::vcpu()], dr) {
+                Ok(v) => {
+                    set_gpr(regs, g, v);
+                    true
+                }
+                Err(_) => false,
             }
-            Err(_) => false,
-        },
+        }
         Op::MovToDr { dr, gpr: g } if kernel => {
-            set_debugreg(&mut dom.vcpus[0], dr, gpr(regs, g)).is_ok()
+            set_debugreg(&mut dom.vcpus[crate::percpu::vcpu()], dr, gpr(regs, g)).is_ok()
         }
         Op::In { size, port } => {
             let p = match port {
@@ -441,7 +461,7 @@ pub fn privileged_op(dom: &mut Domain, regs: &mut GuestRegs) -> bool {
         }
         // With enough IOPL, CLI and STI are no-ops, as on Xen: tying them to the event mask would
         // leave it stuck whenever the guest restores IF with POPF, which cannot be trapped.
-        Op::Cli | Op::Sti => dom.vcpus[0].iopl >= guest_cpl(dom),
+        Op::Cli | Op::Sti => dom.vcpus[crate::percpu::vcpu()].iopl >= guest_cpl(dom),
         _ => false,
     };
     if ok {
@@ -457,10 +477,10 @@ pub fn privileged_op(dom: &mut Domain, regs: &mut GuestRegs) -> bool {
 pub fn ptwr(dom: &mut Domain, regs: &mut GuestRegs, cr2: u64) -> bool {
     // Xen 4.17 emulates these writes whether or not the guest enabled the assist.
     // Present, write, not an instruction fetch, no reserved bits; guest kernel mode only.
-    if !dom.vcpus[0].kernel_mode || regs.error_code & 0x1b != 0x3 {
+    if !dom.vcpus[crate::percpu::vcpu()].kernel_mode || regs.error_code & 0x1b != 0x3 {
         return false;
     }
-    let root = dom.vcpus[0].current_root();
+    let root = dom.vcpus[crate::percpu::vcpu()].current_root();
     let Ok(table) = GuestMem::current(dom, root).translate(cr2, false) else {
         return false;
     };
@@ -546,8 +566,6 @@ pub fn set_debugreg(v: &mut Vcpu, reg: u8, val: u64) -> Result<(), Errno> {
                 return Err(Errno::EPERM);
             }
             v.dr[usize::from(r)] = val;
-            // SAFETY: a guest address: a breakpoint there can only fire in guest context.
-            unsafe { xenolith_arch::instr::write_dr(r, val) };
         }
         6 => {
             if val >> 32 != 0 {
@@ -571,11 +589,24 @@ pub fn set_debugreg(v: &mut Vcpu, reg: u8, val: u64) -> Result<(), Errno> {
                 }
             }
             v.dr[7] = (val & !DR7_RESERVED_ZERO) | (1 << 10);
-            // SAFETY: only breakpoints on guest addresses (checked when set) are enabled.
-            unsafe { xenolith_arch::instr::write_dr(7, hardware_dr7(v.dr[7])) };
         }
     }
+    if v.id as usize == crate::percpu::vcpu() {
+        load_debugregs(v);
+    }
     Ok(())
+}
+
+/// Loads a vCPU's breakpoint addresses and DR7 into the hardware.
+pub fn load_debugregs(v: &Vcpu) {
+    // SAFETY: DR0-3 hold guest addresses (checked when set), so a breakpoint can only fire in
+    // guest context; DR7 enables no general detection or I/O breakpoints.
+    unsafe {
+        for r in 0..4u8 {
+            xenolith_arch::instr::write_dr(r, v.dr[usize::from(r)]);
+        }
+        xenolith_arch::instr::write_dr(7, hardware_dr7(v.dr[7]));
+    }
 }
 
 /// get_debugreg semantics (and MOV from DRn).
@@ -587,7 +618,7 @@ pub fn get_debugreg(v: &Vcpu, reg: u8) -> Result<u64, Errno> {
 /// 0 with VMASST architectural_iopl.
 fn guest_cpl(dom: &Domain) -> u8 {
     match (
-        dom.vcpus[0].kernel_mode,
+        dom.vcpus[crate::percpu::vcpu()].kernel_mode,
         dom.vm_assist & crate::pv::VMASST_ARCHITECTURAL_IOPL != 0,
     ) {
         (false, _) => 3,

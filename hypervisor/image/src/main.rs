@@ -182,7 +182,8 @@ fn boot(cmd: &CmdLine, bi: &BootInfo) -> ! {
         "Scrubbing done; starting dom0 ({} MiB heap in use)",
         heap::stats().0 >> 20
     );
-    let v = &dom.vcpus[0] as *const domain::Vcpu;
+    sched::init(&dom);
+    let v = &dom.vcpus[percpu::vcpu()] as *const domain::Vcpu;
     *domain::DOM0.lock() = Some(dom);
     // SAFETY: the domain lives in a Box inside DOM0 for the rest of the hypervisor's life,
     // and nothing else runs until this vCPU is entered.
@@ -289,11 +290,13 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     // The current guest, if any, for context.
     if let Some(guard) = domain::DOM0.try_lock() {
         if let Some(d) = guard.as_deref() {
-            let r = &d.vcpus[0].regs;
-            console::force(format_args!(
-                "current: d{} vcpu0 (saved rip {:#x} rsp {:#x})\n",
-                d.id, r.rip, r.rsp
-            ));
+            // Saved state only: the running vCPU's live registers are in the reported frame.
+            for (i, v) in d.vcpus.iter().enumerate().filter(|(_, v)| v.up) {
+                console::force(format_args!(
+                    "d{} vcpu{} saved rip {:#x} rsp {:#x}\n",
+                    d.id, i, v.regs.rip, v.regs.rsp
+                ));
+            }
         }
     }
     console::force(format_args!("****************************************\n\n"));

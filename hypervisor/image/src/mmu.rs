@@ -210,7 +210,7 @@ pub fn new_baseptr(dom: &mut crate::domain::Domain, v: usize, mfn: u64) -> Resul
     replace_root_of(dom, old, mfn)?;
     crate::mm::fill_ro_mpt(mfn);
     dom.vcpus[v].guest_table = mfn;
-    if dom.vcpus[v].kernel_mode {
+    if dom.vcpus[v].kernel_mode && v == crate::percpu::vcpu() {
         crate::sched::load_cr3(&dom.vcpus[v]);
     }
     Ok(())
@@ -221,7 +221,7 @@ fn replace_root(c: &Ctx<'_>, old: u64, new: u64) -> Result<(), Errno> {
     replace_root_of(c.dom, old, new)
 }
 
-fn replace_root_of(dom: &crate::domain::Domain, old: u64, new: u64) -> Result<(), Errno> {
+pub fn replace_root_of(dom: &crate::domain::Domain, old: u64, new: u64) -> Result<(), Errno> {
     let ptdom = dom.ptdom();
     with_frames(|ft, mem| {
         if new != 0 {

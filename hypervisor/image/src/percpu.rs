@@ -56,7 +56,8 @@ impl GuestRegs {
 pub struct CpuInfo {
     pub regs: GuestRegs,
     pub cpu_id: u32,
-    pub _pad: u32,
+    /// Index of the vCPU whose state is in `regs` (of the one domain).
+    pub vcpu: u32,
     /// Guest RSP saved by the SYSCALL stub before it switches stacks.
     pub syscall_scratch: u64,
     _reserved: [u64; 8],
@@ -105,4 +106,17 @@ pub fn current_cpu_info() -> *mut CpuInfo {
         core::arch::asm!("mov {}, rsp", out(reg) rsp, options(nomem, nostack, preserves_flags))
     };
     ((rsp & !(STACK_SIZE - 1)) + STACK_SIZE - CPU_INFO_SIZE) as *mut CpuInfo
+}
+
+/// Index of the vCPU this CPU is running (its registers are in `CpuInfo::regs`).
+#[inline]
+pub fn vcpu() -> usize {
+    // SAFETY: the CpuInfo at the top of the current stack is this CPU's, written only by it.
+    unsafe { (*current_cpu_info()).vcpu as usize }
+}
+
+/// Records which vCPU this CPU now runs.
+pub fn set_vcpu(index: usize) {
+    // SAFETY: as in `vcpu`; only this CPU writes its own CpuInfo.
+    unsafe { (*current_cpu_info()).vcpu = index as u32 };
 }

@@ -67,8 +67,8 @@ pub extern "C" fn trap_dispatch(regs: &mut GuestRegs) {
     };
     match regs.vector {
         VECTOR_SYSCALL => {
-            if dom.vcpus[0].kernel_mode {
-                crate::hypercall::dispatch(dom, 0, regs);
+            if dom.vcpus[crate::percpu::vcpu()].kernel_mode {
+                crate::hypercall::dispatch(dom, crate::percpu::vcpu(), regs);
             } else {
                 guest_user_syscall(dom, regs);
             }
@@ -91,26 +91,31 @@ pub fn exit_to_guest(dom: &mut Domain, regs: &mut GuestRegs) {
         // Keep the domain around for the report, but leave the lock before stopping.
         crate::domain_stopped(id, s);
     }
+    crate::sched::schedule(dom, regs);
+    if let Some(s) = dom.shutdown {
+        crate::domain_stopped(dom.id, s);
+    }
+    let cur = crate::percpu::vcpu();
     // A pending NMI goes first, through the NMI callback (dropped if there is none); further
     // NMIs wait until the guest's iret.
-    if dom.vcpus[0].nmi_pending && !dom.vcpus[0].nmi_masked {
-        dom.vcpus[0].nmi_pending = false;
-        let cb = dom.vcpus[0].nmi_callback;
+    if dom.vcpus[cur].nmi_pending && !dom.vcpus[cur].nmi_masked {
+        dom.vcpus[cur].nmi_pending = false;
+        let cb = dom.vcpus[cur].nmi_callback;
         if cb.address != 0 {
-            dom.vcpus[0].nmi_masked = true;
-            if bounce(dom, regs, cb.address, None, true).is_err() {
+            dom.vcpus[cur].nmi_masked = true;
+            if bounce(dom, regs, cb.address, &[], true).is_err() {
                 crash(dom, "fault while delivering an NMI");
                 exit_to_guest(dom, regs);
                 return;
             }
         }
     }
-    let v = &mut dom.vcpus[0];
+    let v = &mut dom.vcpus[cur];
     let vi = vcpu_info(v);
     if vi.evtchn_upcall_pending != 0 && vi.evtchn_upcall_mask == 0 && v.event_callback.address != 0
     {
         let cb = v.event_callback;
-        if bounce(dom, regs, cb.address, None, true).is_err() {
+        if bounce(dom, regs, cb.address, &[], true).is_err() {
             crash(dom, "fault while delivering an event upcall");
             exit_to_guest(dom, regs);
             return;
@@ -121,9 +126,32 @@ pub fn exit_to_guest(dom: &mut Domain, regs: &mut GuestRegs) {
     regs.rflags = (regs.rflags | RFLAGS_IF | 2) & !(RFLAGS_IOPL | RFLAGS_NT | RFLAGS_VM);
 }
 
+/// A data segment selector of the vCPU being loaded could not be loaded (null was loaded in
+/// its place): enter the guest's failsafe callback with the selectors it had saved, as Xen's
+/// load_segments does, or crash the guest if it registered none.
+pub fn failsafe(dom: &mut Domain, regs: &mut GuestRegs, saved: [u16; 4]) {
+    let cb = dom.vcpus[crate::percpu::vcpu()].failsafe_callback;
+    if cb.address == 0 {
+        crash(
+            dom,
+            "a segment register could not be reloaded and there is no failsafe callback",
+        );
+        return;
+    }
+    let extra = saved.map(u64::from);
+    if bounce(dom, regs, cb.address, &extra, cb.flags & 1 != 0).is_err() {
+        crash(dom, "fault writing the failsafe callback frame");
+    }
+}
+
 /// Crashes a domain, logging why. Its vCPUs never run again.
 pub fn crash(dom: &mut Domain, why: &str) {
-    crate::error!("d{}v{} crashed: {}", dom.id, dom.vcpus[0].id, why);
+    crate::error!(
+        "d{}v{} crashed: {}",
+        dom.id,
+        dom.vcpus[crate::percpu::vcpu()].id,
+        why
+    );
     dom.shutdown = Some(Shutdown::Crashed);
 }
 
@@ -136,21 +164,21 @@ pub fn toggle_guest_mode(v: &mut Vcpu) {
 
 /// Pushes Xen's bounce frame on the guest kernel stack and points the guest at `handler`.
 ///
-/// Frame, from the new RSP upward: RCX, R11, [error code], RIP, CS (with the saved event mask
-/// in bits 32-39), RFLAGS, RSP, SS. A fault while writing it is the caller's to handle (Xen
-/// crashes the domain).
+/// Frame, from the new RSP upward: RCX, R11, `extra` (the error code, or the failsafe
+/// callback's DS, ES, FS, GS), RIP, CS (with the saved event mask in bits 32-39), RFLAGS, RSP,
+/// SS. A fault while writing it is the caller's to handle (Xen crashes the domain).
 pub fn bounce(
     dom: &mut Domain,
     regs: &mut GuestRegs,
     handler: u64,
-    error_code: Option<u64>,
+    extra: &[u64],
     mask: bool,
 ) -> Result<(), ()> {
-    let was_kernel = dom.vcpus[0].kernel_mode;
+    let was_kernel = dom.vcpus[crate::percpu::vcpu()].kernel_mode;
     if !was_kernel {
-        toggle_guest_mode(&mut dom.vcpus[0]);
+        toggle_guest_mode(&mut dom.vcpus[crate::percpu::vcpu()]);
     }
-    let v = &dom.vcpus[0];
+    let v = &dom.vcpus[crate::percpu::vcpu()];
     let stack = if was_kernel { regs.rsp } else { v.kernel_sp };
     let vi = vcpu_info(v);
     let saved_mask = u64::from(vi.evtchn_upcall_mask);
@@ -167,22 +195,19 @@ pub fn bounce(
     let rflags = (regs.rflags & !(RFLAGS_IF | RFLAGS_IOPL))
         | if saved_mask == 0 { RFLAGS_IF } else { 0 }
         | arch_iopl;
-    let mut frame = [0u64; 9];
+    let mut frame = [0u64; 11];
     let mut n = 0;
-    frame[n] = regs.rcx;
-    n += 1;
-    frame[n] = regs.r11;
-    n += 1;
-    if let Some(ec) = error_code {
-        frame[n] = ec;
-        n += 1;
-    }
-    for word in [regs.rip, cs | (saved_mask << 32), rflags, regs.rsp, regs.ss] {
+    let tail = [regs.rip, cs | (saved_mask << 32), rflags, regs.rsp, regs.ss];
+    for &word in [regs.rcx, regs.r11]
+        .iter()
+        .chain(extra.iter().take(4))
+        .chain(tail.iter())
+    {
         frame[n] = word;
         n += 1;
     }
     let new_rsp = (stack & !15).wrapping_sub(8 * n as u64);
-    let mut bytes = [0u8; 72];
+    let mut bytes = [0u8; 88];
     for (i, w) in frame[..n].iter().enumerate() {
         bytes[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
     }
@@ -204,7 +229,7 @@ pub fn bounce(
 /// Injects exception `vector` into the guest through its trap table, or crashes it if it has
 /// no handler or the bounce faults.
 pub fn inject(dom: &mut Domain, regs: &mut GuestRegs, vector: u64, error_code: Option<u64>) {
-    let t = dom.vcpus[0].trap_ctxt[vector as usize & 0xff];
+    let t = dom.vcpus[crate::percpu::vcpu()].trap_ctxt[vector as usize & 0xff];
     if t.address == 0 {
         dump_guest(dom, regs);
         let msg = alloc::format!(
@@ -216,7 +241,15 @@ pub fn inject(dom: &mut Domain, regs: &mut GuestRegs, vector: u64, error_code: O
         crash(dom, &msg);
         return;
     }
-    if bounce(dom, regs, t.address, error_code, t.flags & 4 != 0).is_err() {
+    if bounce(
+        dom,
+        regs,
+        t.address,
+        error_code.as_slice(),
+        t.flags & 4 != 0,
+    )
+    .is_err()
+    {
         let msg = alloc::format!(
             "fault writing the {} bounce frame below rsp {:#x}",
             vector_name(vector),
@@ -240,7 +273,7 @@ fn guest_exception(dom: &mut Domain, regs: &mut GuestRegs, vector: u64) {
             if crate::emulate::ptwr(dom, regs, cr2) {
                 return;
             }
-            let v = &dom.vcpus[0];
+            let v = &dom.vcpus[crate::percpu::vcpu()];
             vcpu_info(v).arch.cr2 = cr2;
             // The guest kernel runs at CPL 3 too: report U/S as the guest's own mode.
             let ec = (regs.error_code & !4) | if v.kernel_mode { 0 } else { 4 };
@@ -249,11 +282,15 @@ fn guest_exception(dom: &mut Domain, regs: &mut GuestRegs, vector: u64) {
         13 if regs.error_code & 2 != 0 => {
             // INT n through a gate the hardware refused: a software interrupt for the guest.
             let n = regs.error_code >> 3;
-            let t = dom.vcpus[0].trap_ctxt[n as usize & 0xff];
-            let cpl = if dom.vcpus[0].kernel_mode { 1 } else { 3 };
+            let t = dom.vcpus[crate::percpu::vcpu()].trap_ctxt[n as usize & 0xff];
+            let cpl = if dom.vcpus[crate::percpu::vcpu()].kernel_mode {
+                1
+            } else {
+                3
+            };
             if n < 256 && t.address != 0 && u64::from(t.flags & 3) >= cpl {
                 regs.rip = regs.rip.wrapping_add(2);
-                if bounce(dom, regs, t.address, None, t.flags & 4 != 0).is_err() {
+                if bounce(dom, regs, t.address, &[], t.flags & 4 != 0).is_err() {
                     crash(dom, "fault writing a software-interrupt bounce frame");
                 }
             } else {
@@ -273,7 +310,7 @@ fn guest_exception(dom: &mut Domain, regs: &mut GuestRegs, vector: u64) {
         7 => {
             // Xen clears TS before delivering #NM, so the guest's handler can retry the
             // instruction right away.
-            dom.vcpus[0].virtual_ts = false;
+            dom.vcpus[crate::percpu::vcpu()].virtual_ts = false;
             crate::fpu::set_ts(false);
             inject(dom, regs, 7, None);
         }
@@ -283,7 +320,7 @@ fn guest_exception(dom: &mut Domain, regs: &mut GuestRegs, vector: u64) {
             let dr6 = xenolith_arch::instr::read_dr(6);
             // SAFETY: writing DR6's reset value only clears the status bits.
             unsafe { xenolith_arch::instr::write_dr(6, 0xffff_0ff0) };
-            let v = &mut dom.vcpus[0];
+            let v = &mut dom.vcpus[crate::percpu::vcpu()];
             v.dr[6] = (v.dr[6] & !0xf) | (dr6 & 0x600f) | 0xffff_0ff0;
             inject(dom, regs, 1, None);
         }
@@ -295,14 +332,14 @@ fn guest_exception(dom: &mut Domain, regs: &mut GuestRegs, vector: u64) {
 }
 
 fn guest_user_syscall(dom: &mut Domain, regs: &mut GuestRegs) {
-    let cb = dom.vcpus[0].syscall_callback;
+    let cb = dom.vcpus[crate::percpu::vcpu()].syscall_callback;
     if cb.address == 0 {
         // No syscall callback: #UD at the SYSCALL instruction.
         regs.rip = regs.rip.wrapping_sub(2);
         inject(dom, regs, 6, None);
         return;
     }
-    if bounce(dom, regs, cb.address, None, cb.flags & 1 != 0).is_err() {
+    if bounce(dom, regs, cb.address, &[], cb.flags & 1 != 0).is_err() {
         crash(dom, "fault writing the syscall bounce frame");
     }
 }
@@ -345,9 +382,9 @@ fn hypervisor_trap(regs: &mut GuestRegs) {
 /// direct path, it goes to the guest's trap-table entry 0x80 whatever that entry's DPL, or
 /// becomes #GP(0x402) if there is no entry.
 fn int80(dom: &mut Domain, regs: &mut GuestRegs) {
-    let t = dom.vcpus[0].trap_ctxt[0x80];
+    let t = dom.vcpus[crate::percpu::vcpu()].trap_ctxt[0x80];
     if t.address != 0 {
-        if bounce(dom, regs, t.address, None, t.flags & 4 != 0).is_err() {
+        if bounce(dom, regs, t.address, &[], t.flags & 4 != 0).is_err() {
             crash(dom, "fault writing an int $0x80 bounce frame");
         }
     } else {
@@ -361,7 +398,7 @@ pub fn dump_guest(dom: &Domain, r: &GuestRegs) {
     crate::error!(
         "d{}v0 {} mode: rip {:016x} rsp {:016x} rflags {:08x}",
         dom.id,
-        if dom.vcpus[0].kernel_mode {
+        if dom.vcpus[crate::percpu::vcpu()].kernel_mode {
             "kernel"
         } else {
             "user"
@@ -398,7 +435,7 @@ pub fn dump_guest(dom: &Domain, r: &GuestRegs) {
         r.r15,
         read_cr2()
     );
-    let mem = GuestMem::current(dom, dom.vcpus[0].current_root());
+    let mem = GuestMem::current(dom, dom.vcpus[crate::percpu::vcpu()].current_root());
     let mut words = [0u64; 8];
     for (i, w) in words.iter_mut().enumerate() {
         let mut b = [0u8; 8];

@@ -8,7 +8,9 @@
 use xen_abi::errno::Errno;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
-use crate::domain::Domain;
+use alloc::vec::Vec;
+
+use crate::domain::{Domain, Wait};
 use crate::hypercall::{Ctx, Outcome};
 
 /// VIRQ_TIMER.
@@ -20,7 +22,9 @@ const MIN_PERIOD_NS: u64 = 1_000_000;
 
 /// Runstate values.
 pub const RUNSTATE_RUNNING: u32 = 0;
+pub const RUNSTATE_RUNNABLE: u32 = 1;
 pub const RUNSTATE_BLOCKED: u32 = 2;
+pub const RUNSTATE_OFFLINE: u32 = 3;
 
 /// The vCPU's runstate as the guest sees it (struct vcpu_runstate_info).
 #[repr(C)]
@@ -37,64 +41,90 @@ const TIME_REFRESH_NS: u64 = 1_000_000_000;
 /// Xen's default periodic timer for every vCPU (100 Hz).
 pub const DEFAULT_PERIOD_NS: u64 = 10_000_000;
 
-/// Fires expired timers of vCPU 0, refreshes its clock record when due, and arms the local
-/// APIC for the next event (timers, a poll timeout, the next refresh).
+/// Fires expired timers, refreshes clock records when due, wakes vCPUs whose wait is over,
+/// and arms the local APIC for the next event (a timer, a poll timeout, a refresh, the end of
+/// the running vCPU's slice). Runs on every return to the guest and while the CPU idles.
 pub fn check(dom: &mut Domain) {
+    let next = timers(dom);
+    crate::time::set_deadline(Some(next.min(crate::sched::slice_end())));
+}
+
+/// The work of `check`; returns when the next timer event is due.
+fn timers(dom: &mut Domain) -> u64 {
     let now = crate::time::now_ns();
-    let v = &mut dom.vcpus[0];
-    let mut fire = false;
-    if v.timer_deadline.is_some_and(|d| now >= d) {
-        v.timer_deadline = None;
-        fire = true;
-    }
-    if v.periodic_ns != 0 && now >= v.periodic_next {
-        fire = true;
-        v.periodic_last = now;
-        let behind = (now - v.periodic_next) / v.periodic_ns + 1;
-        v.periodic_next += behind * v.periodic_ns;
-    }
-    let refresh = now.saturating_sub(v.time_published) >= TIME_REFRESH_NS;
-    if refresh {
-        v.time_published = now;
-        crate::time::stamp();
-    }
-    let mut next = v.time_published + TIME_REFRESH_NS;
-    if let Some(d) = v.timer_deadline {
-        next = next.min(d);
-    }
-    if v.periodic_ns != 0 {
-        next = next.min(v.periodic_next);
-    }
-    if let Some(d) = v.poll_deadline {
-        next = next.min(d);
-    }
-    crate::time::set_deadline(Some(next));
-    if refresh {
-        crate::time::update_vcpu_time(crate::traps::vcpu_info(&dom.vcpus[0]));
-    }
-    if fire {
-        let _ = crate::events::send_virq(dom, 0, VIRQ_TIMER);
-    }
     if dom.privileged && crate::console::take_rx_notify() {
         let _ = crate::events::send_virq(dom, 0, VIRQ_CONSOLE);
     }
+    let mut next = u64::MAX;
+    let mut stamped = false;
+    for i in 0..dom.vcpus.len() {
+        let v = &mut dom.vcpus[i];
+        if !v.up {
+            continue;
+        }
+        let mut fire = false;
+        if v.timer_deadline.is_some_and(|d| now >= d) {
+            v.timer_deadline = None;
+            fire = true;
+        }
+        if v.periodic_ns != 0 && now >= v.periodic_next {
+            fire = true;
+            v.periodic_last = now;
+            let behind = (now - v.periodic_next) / v.periodic_ns + 1;
+            v.periodic_next += behind * v.periodic_ns;
+        }
+        if now.saturating_sub(v.time_published) >= TIME_REFRESH_NS {
+            if !stamped {
+                crate::time::stamp();
+                stamped = true;
+            }
+            v.time_published = now;
+            crate::time::update_vcpu_time(crate::traps::vcpu_info(v));
+        }
+        next = next.min(v.time_published + TIME_REFRESH_NS);
+        if let Some(d) = v.timer_deadline {
+            next = next.min(d);
+        }
+        if v.periodic_ns != 0 {
+            next = next.min(v.periodic_next);
+        }
+        if let Wait::Poll(p) = &v.wait {
+            if let Some(d) = p.deadline {
+                next = next.min(d);
+            }
+        }
+        if fire {
+            let _ = crate::events::send_virq(dom, i as u32, VIRQ_TIMER);
+        }
+    }
+    // Events raised above (or by the hypercall that led here) may end waits.
+    for i in 0..dom.vcpus.len() {
+        if dom.vcpus[i].up && !matches!(dom.vcpus[i].wait, Wait::None) && wait_over(dom, i, now) {
+            dom.vcpus[i].wait = Wait::None;
+            crate::sched::wake(dom, i);
+        }
+    }
+    next
 }
 
-/// Changes the vCPU's runstate, accounting the time spent in the old one, and publishes it.
-pub fn set_runstate(dom: &mut Domain, state: u32) {
+/// Changes vCPU `i`'s runstate, accounting the time spent in the old one, and publishes it.
+/// No change, no write: the area is only rewritten when the state changes, as on Xen.
+pub fn set_runstate(dom: &mut Domain, i: usize, state: u32) {
     let now = crate::time::now_ns();
-    let v = &mut dom.vcpus[0];
-    let r = &mut v.runstate;
+    let r = &mut dom.vcpus[i].runstate;
+    if r.state == state {
+        return;
+    }
     let old = (r.state as usize).min(3);
     r.time[old] += now.saturating_sub(r.state_entry_time);
     r.state = state;
     r.state_entry_time = now;
-    publish_runstate(dom);
+    publish_runstate(dom, i);
 }
 
-/// Writes the runstate into the guest's registered area, if any.
-fn publish_runstate(dom: &Domain) {
-    let v = &dom.vcpus[0];
+/// Writes vCPU `i`'s runstate into its registered area, if any.
+fn publish_runstate(dom: &Domain, i: usize) {
+    let v = &dom.vcpus[i];
     if v.runstate_area != 0 {
         let mem = crate::guestmem::GuestMem::current(dom, v.current_root());
         // An area that stopped being writable is the guest's problem, as on Xen.
@@ -102,21 +132,14 @@ fn publish_runstate(dom: &Domain) {
     }
 }
 
-/// Waits with events enabled until `done` holds, firing timers meanwhile.
-fn wait(dom: &mut Domain, mut done: impl FnMut(&mut Domain) -> bool) {
-    set_runstate(dom, RUNSTATE_BLOCKED);
-    loop {
-        check(dom);
-        if done(dom) {
-            break;
-        }
-        xenolith_arch::instr::sti_hlt_cli();
-    }
-    set_runstate(dom, RUNSTATE_RUNNING);
+fn upcall_pending(dom: &Domain, i: usize) -> bool {
+    let vi = crate::traps::vcpu_info(&dom.vcpus[i]);
+    // SAFETY: a valid reference; a volatile read of a byte the guest and events change.
+    unsafe { core::ptr::read_volatile(&raw const vi.evtchn_upcall_pending) != 0 }
 }
 
-fn upcall_deliverable(dom: &Domain) -> bool {
-    let vi = crate::traps::vcpu_info(&dom.vcpus[0]);
+fn upcall_deliverable(dom: &Domain, i: usize) -> bool {
+    let vi = crate::traps::vcpu_info(&dom.vcpus[i]);
     // SAFETY: valid references; volatile reads of bytes the guest and interrupt paths change.
     let (pending, mask) = unsafe {
         (
@@ -127,10 +150,52 @@ fn upcall_deliverable(dom: &Domain) -> bool {
     pending != 0 && mask == 0
 }
 
+/// Whether what vCPU `i` waits for has happened.
+fn wait_over(dom: &mut Domain, i: usize, now: u64) -> bool {
+    match &dom.vcpus[i].wait {
+        Wait::None => true,
+        Wait::Block => upcall_deliverable(dom, i),
+        Wait::Poll(p) => {
+            if p.deadline.is_some_and(|t| now >= t) {
+                return true;
+            }
+            let (ports, wake_on_any, was_pending) = (p.ports.clone(), p.wake_on_any, p.was_pending);
+            let any = {
+                let (tab, mem) = crate::events::parts(dom);
+                ports
+                    .iter()
+                    .any(|&port| tab.is_pending(&mem, xen_abi::types::EvtchnPort(port)))
+            };
+            if any {
+                return true;
+            }
+            if !wake_on_any {
+                return false;
+            }
+            if upcall_pending(dom, i) && !was_pending {
+                return true;
+            }
+            let now_words = pending_words(dom);
+            match &dom.vcpus[i].wait {
+                Wait::Poll(p) => now_words
+                    .iter()
+                    .zip(p.snapshot.iter())
+                    .any(|(n, then)| n & !then != 0),
+                _ => true,
+            }
+        }
+    }
+}
+
 /// SCHEDOP_block: enable event delivery and wait for an event.
 pub fn block(dom: &mut Domain) {
-    crate::traps::vcpu_info(&dom.vcpus[0]).evtchn_upcall_mask = 0;
-    wait(dom, |d| upcall_deliverable(d));
+    let i = crate::percpu::vcpu();
+    crate::traps::vcpu_info(&dom.vcpus[i]).evtchn_upcall_mask = 0;
+    if upcall_deliverable(dom, i) {
+        return;
+    }
+    dom.vcpus[i].wait = Wait::Block;
+    crate::sched::sleep(dom, i);
 }
 
 #[repr(C)]
@@ -142,6 +207,20 @@ struct SchedPoll {
     timeout: u64,
 }
 
+/// What a vCPU in SCHEDOP_poll waits for.
+#[derive(Debug)]
+pub struct PollWait {
+    ports: Vec<u32>,
+    /// An upcall was pending when the poll began.
+    was_pending: bool,
+    /// Any new event ends the wait (more than one port, or no upcall pending at the start).
+    wake_on_any: bool,
+    /// The 2-level pending words when the poll began: new events are bits set since.
+    snapshot: [u64; 64],
+    /// Absolute timeout (system time).
+    deadline: Option<u64>,
+}
+
 /// SCHEDOP_poll: wait until one of the ports is pending, an upcall is deliverable, or the
 /// absolute timeout (0: none) passes. As on Xen: a deliverable upcall returns at once, before
 /// the ports are looked at; with more than one port listed any new event wakes the vCPU, and
@@ -151,13 +230,13 @@ pub fn poll(c: &mut Ctx<'_>, arg: u64) -> Outcome {
         Ok(p) => p,
         Err(e) => return Err(e).into(),
     };
-    if upcall_deliverable(c.dom) {
+    if upcall_deliverable(c.dom, c.vcpu) {
         return Ok(0).into();
     }
     if p.nr_ports > 128 {
         return Err(Errno::EINVAL).into();
     }
-    let mut ports = alloc::vec::Vec::with_capacity(p.nr_ports as usize);
+    let mut ports = Vec::with_capacity(p.nr_ports as usize);
     for i in 0..u64::from(p.nr_ports) {
         match c.mem().read_obj::<u32>(p.ports.wrapping_add(i * 4)) {
             Ok(port)
@@ -172,38 +251,21 @@ pub fn poll(c: &mut Ctx<'_>, arg: u64) -> Outcome {
             Err(e) => return Err(e).into(),
         }
     }
-    let any_pending = |dom: &mut Domain| {
-        let (tab, mem) = crate::events::parts(dom);
-        ports
-            .iter()
-            .any(|&port| tab.is_pending(&mem, xen_abi::types::EvtchnPort(port)))
+    let was_pending = upcall_pending(c.dom, c.vcpu);
+    let wait = PollWait {
+        wake_on_any: ports.len() > 1 || !was_pending,
+        ports,
+        was_pending,
+        snapshot: pending_words(c.dom),
+        deadline: (p.timeout != 0).then_some(p.timeout),
     };
-    let upcall_pending = |dom: &Domain| {
-        let vi = crate::traps::vcpu_info(&dom.vcpus[0]);
-        // SAFETY: a valid reference; a volatile read of a byte the guest and events change.
-        unsafe { core::ptr::read_volatile(&raw const vi.evtchn_upcall_pending) != 0 }
-    };
-    let was_pending = upcall_pending(c.dom);
-    let wake_on_any = ports.len() > 1 || !was_pending;
-    // New events show as pending bits that were clear when the poll began.
-    let snapshot = pending_words(c.dom);
-    let new_event = |dom: &mut Domain| {
-        pending_words(dom)
-            .iter()
-            .zip(snapshot.iter())
-            .any(|(now, then)| now & !then != 0)
-    };
-    if p.timeout != 0 {
-        c.dom.vcpus[0].poll_deadline = Some(p.timeout);
+    let i = c.vcpu;
+    c.dom.vcpus[i].wait = Wait::Poll(alloc::boxed::Box::new(wait));
+    if wait_over(c.dom, i, crate::time::now_ns()) {
+        c.dom.vcpus[i].wait = Wait::None;
+    } else {
+        crate::sched::sleep(c.dom, i);
     }
-    wait(c.dom, |dom| {
-        any_pending(dom)
-            || (wake_on_any && (new_event(dom) || upcall_pending(dom) && !was_pending))
-            || dom.vcpus[0]
-                .poll_deadline
-                .is_some_and(|t| crate::time::now_ns() >= t)
-    });
-    c.dom.vcpus[0].poll_deadline = None;
     Ok(0).into()
 }
 
@@ -241,6 +303,9 @@ struct RegisterVcpuInfo {
     rsvd: u32,
 }
 
+const VCPUOP_INITIALISE: u64 = 0;
+const VCPUOP_UP: u64 = 1;
+const VCPUOP_DOWN: u64 = 2;
 const VCPUOP_IS_UP: u64 = 3;
 const VCPUOP_GET_RUNSTATE_INFO: u64 = 4;
 const VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA: u64 = 5;
@@ -259,7 +324,33 @@ pub fn vcpu_op(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
     }
     let v = vcpu as usize;
     match cmd {
-        VCPUOP_IS_UP => Ok(1).into(),
+        VCPUOP_INITIALISE => initialise(c, v, arg).map(|()| 0).into(),
+        VCPUOP_UP => {
+            if !c.dom.vcpus[v].initialised {
+                return Err(Errno::EINVAL).into();
+            }
+            if !c.dom.vcpus[v].up {
+                c.dom.vcpus[v].up = true;
+                if c.dom.vcpus[v].runnable() {
+                    crate::sched::wake(c.dom, v);
+                } else {
+                    set_runstate(c.dom, v, RUNSTATE_BLOCKED);
+                }
+            }
+            Ok(0).into()
+        }
+        VCPUOP_DOWN => {
+            if !c.dom.vcpus.iter().enumerate().any(|(i, x)| i != v && x.up) {
+                // The last vCPU going down takes the domain with it, as on Xen.
+                crate::info!("d{}: last vCPU down, powering off", c.dom.id);
+                c.dom.shutdown = Some(crate::domain::Shutdown::Requested(0));
+            } else if c.dom.vcpus[v].up {
+                c.dom.vcpus[v].up = false;
+                crate::sched::sleep(c.dom, v);
+            }
+            Ok(0).into()
+        }
+        VCPUOP_IS_UP => Ok(u64::from(c.dom.vcpus[v].up)).into(),
         VCPUOP_GET_RUNSTATE_INFO => {
             // A read-only view: the current state's time so far is included.
             let mut r = c.dom.vcpus[v].runstate;
@@ -271,7 +362,7 @@ pub fn vcpu_op(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
             Ok(area) if area != 0 && !crate::guestmem::addr_ok(area) => Err(Errno::EFAULT).into(),
             Ok(area) => {
                 c.dom.vcpus[v].runstate_area = area;
-                set_runstate(c.dom, RUNSTATE_RUNNING);
+                publish_runstate(c.dom, v);
                 Ok(0).into()
             }
             Err(e) => Err(e).into(),
@@ -333,6 +424,164 @@ pub fn vcpu_op(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
         },
         _ => Err(Errno::ENOSYS).into(),
     }
+}
+
+/// Whether an address is canonical.
+fn canonical(a: u64) -> bool {
+    ((a as i64) >> 47) == ((a as i64) >> 63)
+}
+
+/// VCPUOP_initialise: gives a vCPU that was never initialised its whole context (registers,
+/// trap table, callbacks, GDT, LDT, root page tables, FPU, debug registers), checked as Xen
+/// checks it. The vCPU stays down unless the context says VGCF_online.
+fn initialise(c: &mut Ctx<'_>, v: usize, arg: u64) -> Result<(), Errno> {
+    use xen_abi::layout::{VGCF_FAILSAFE_DISABLES_EVENTS, VGCF_I387_VALID, VGCF_IN_KERNEL};
+    use xen_abi::layout::{VGCF_ONLINE, VGCF_SYSCALL_DISABLES_EVENTS};
+    use xen_abi::vcpu::VcpuGuestContext;
+    const WORDS: usize = core::mem::size_of::<VcpuGuestContext>() / 8;
+    let mut words = alloc::vec![0u64; WORDS];
+    c.mem().read(arg, words.as_mut_slice().as_mut_bytes())?;
+    let ctx =
+        VcpuGuestContext::ref_from_bytes(words.as_slice().as_bytes()).map_err(|_| Errno::EFAULT)?;
+    if c.dom.vcpus[v].initialised {
+        return Err(Errno::EEXIST);
+    }
+    let r = &ctx.user_regs;
+    let ldt_used = ctx.ldt_ents != 0;
+    let addresses = [
+        r.rip,
+        r.rsp,
+        ctx.kernel_sp,
+        if ldt_used { ctx.ldt_base } else { 0 },
+        ctx.fs_base,
+        ctx.gs_base_kernel,
+        ctx.gs_base_user,
+        ctx.event_callback_eip,
+        ctx.syscall_callback_eip,
+        ctx.failsafe_callback_eip,
+    ];
+    if !addresses.iter().all(|&a| canonical(a))
+        || !ctx.trap_ctxt.iter().all(|t| canonical(t.address))
+    {
+        return Err(Errno::EINVAL);
+    }
+    if ldt_used
+        && (!crate::guestmem::addr_ok(ctx.ldt_base)
+            || ctx.ldt_base & 0xfff != 0
+            || ctx.ldt_ents > 8192)
+    {
+        return Err(Errno::EINVAL);
+    }
+    if ctx.gdt_ents > crate::desc::MAX_GDT_ENTRIES {
+        return Err(Errno::EINVAL);
+    }
+    let in_kernel = ctx.flags & VGCF_IN_KERNEL != 0;
+    if !in_kernel && ctx.ctrlreg[1] == 0 {
+        return Err(Errno::EINVAL);
+    }
+    // References: the GDT frames, then the kernel and user roots; undone on failure.
+    let mut gdt = [0u64; crate::desc::GUEST_GDT_PAGES];
+    gdt.copy_from_slice(&ctx.gdt_frames[..crate::desc::GUEST_GDT_PAGES]);
+    crate::desc::replace_gdt(c.dom, v, gdt, ctx.gdt_ents)?;
+    let (root, user_root) = (ctx.ctrlreg[3] >> 12, ctx.ctrlreg[1] >> 12);
+    let undo_gdt = |dom: &mut Domain| {
+        let _ = crate::desc::replace_gdt(dom, v, [0; crate::desc::GUEST_GDT_PAGES], 0);
+    };
+    if crate::mmu::replace_root_of(c.dom, 0, root).is_err() {
+        undo_gdt(c.dom);
+        return Err(Errno::EINVAL);
+    }
+    crate::mm::fill_ro_mpt(root);
+    if user_root != 0 {
+        if crate::mmu::replace_root_of(c.dom, 0, user_root).is_err() {
+            let _ = crate::mmu::replace_root_of(c.dom, root, 0);
+            undo_gdt(c.dom);
+            return Err(Errno::EINVAL);
+        }
+        crate::mm::fill_ro_mpt(user_root);
+    }
+    let x = &mut c.dom.vcpus[v];
+    x.guest_table = root;
+    x.guest_table_user = user_root;
+    x.kernel_mode = in_kernel;
+    x.regs = crate::percpu::GuestRegs {
+        r15: r.r15,
+        r14: r.r14,
+        r13: r.r13,
+        r12: r.r12,
+        rbp: r.rbp,
+        rbx: r.rbx,
+        r11: r.r11,
+        r10: r.r10,
+        r9: r.r9,
+        r8: r.r8,
+        rax: r.rax,
+        rcx: r.rcx,
+        rdx: r.rdx,
+        rsi: r.rsi,
+        rdi: r.rdi,
+        vector: 0,
+        error_code: 0,
+        rip: r.rip,
+        cs: u64::from(r.cs | 3),
+        // IOPL is virtual; the real flags always have IF (the event mask is the virtual IF).
+        rflags: (r.rflags & !(3 << 12 | 1 << 17)) | 1 << 9 | 2,
+        rsp: r.rsp,
+        ss: u64::from(r.ss | 3),
+    };
+    x.iopl = ((r.rflags >> 12) & 3) as u8;
+    x.sel = [r.ds, r.es, r.fs, r.gs];
+    for (i, t) in ctx.trap_ctxt.iter().enumerate() {
+        x.trap_ctxt[i] = crate::domain::TrapEntry {
+            flags: t.flags,
+            cs: t.cs | 3,
+            address: t.address,
+        };
+    }
+    let nmi = x.trap_ctxt[2];
+    x.nmi_callback = crate::domain::Callback {
+        address: nmi.address,
+        flags: u16::from(nmi.address != 0),
+    };
+    let mask_if = |f: u64| u16::from(ctx.flags & f != 0);
+    x.event_callback = crate::domain::Callback {
+        address: ctx.event_callback_eip,
+        flags: 0,
+    };
+    x.failsafe_callback = crate::domain::Callback {
+        address: ctx.failsafe_callback_eip,
+        flags: mask_if(VGCF_FAILSAFE_DISABLES_EVENTS),
+    };
+    x.syscall_callback = crate::domain::Callback {
+        address: ctx.syscall_callback_eip,
+        flags: mask_if(VGCF_SYSCALL_DISABLES_EVENTS),
+    };
+    x.kernel_ss = ctx.kernel_ss | 3;
+    x.kernel_sp = ctx.kernel_sp;
+    x.ldt_base = if ldt_used { ctx.ldt_base } else { 0 };
+    x.ldt_ents = ctx.ldt_ents;
+    x.fs_base = ctx.fs_base;
+    x.gs_base_kernel = ctx.gs_base_kernel;
+    x.gs_base_user = ctx.gs_base_user;
+    x.virtual_ts = ctx.ctrlreg[0] & (1 << 3) != 0;
+    crate::emulate::set_guest_cr4(x, ctx.ctrlreg[4]);
+    if ctx.flags & VGCF_I387_VALID != 0 {
+        x.fpu.0.copy_from_slice(&ctx.fpu_ctxt);
+        // FXRSTOR faults on reserved MXCSR bits; keep the architectural ones (DAZ aside,
+        // which not every CPU has). Xen instead recovers from the fault.
+        let mxcsr = u32::from_le_bytes([x.fpu.0[24], x.fpu.0[25], x.fpu.0[26], x.fpu.0[27]]);
+        x.fpu.0[24..28].copy_from_slice(&(mxcsr & 0xffbf).to_le_bytes());
+    }
+    // Bad debug register values are dropped, as Xen 4.17 does here.
+    for reg in [0u8, 1, 2, 3, 6, 7] {
+        let _ = crate::emulate::set_debugreg(x, reg, ctx.debugreg[usize::from(reg)]);
+    }
+    x.initialised = true;
+    if ctx.flags & VGCF_ONLINE != 0 {
+        x.up = true;
+        crate::sched::wake(c.dom, v);
+    }
+    Ok(())
 }
 
 /// VCPUOP_register_vcpu_info: moves the vCPU's vcpu_info into a guest frame, once.
