@@ -19,13 +19,15 @@
 //!   windows, page-table walks and building, and `mmu_update` / `mmuext_op` /
 //!   `multicall` wrappers (raw ones too, for bad pointers);
 //! * [`probe`]: more fault-reporting probes (4-byte stores, `LOCK CMPXCHG`,
-//!   segment-register loads, `FS`-relative reads).
+//!   segment-register loads, `FS`-relative reads);
+//! * [`smp`]: `VCPUOP_initialise` and friends for tests with more vCPUs.
 //!
 //! Xen's ABI (numbers and structures) comes from the `xen-abi` crate.
 //!
-//! Invariants: the kernel runs on one vCPU with events masked (no event
+//! Invariants: the framework runs on vCPU 0 with events masked (no event
 //! callback is registered), so nothing here is re-entered except by an
-//! exception; the verdict is printed exactly once.
+//! exception; the verdict is printed exactly once. Tests that bring up more
+//! vCPUs run their own code there.
 #![no_std]
 
 pub mod bench;
@@ -40,6 +42,7 @@ pub mod probe;
 pub mod rawtrap;
 pub mod report;
 pub mod shared_info;
+pub mod smp;
 pub mod traps;
 pub mod vcpu;
 pub mod x86;

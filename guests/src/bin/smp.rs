@@ -36,15 +36,12 @@ use core::arch::{asm, global_asm};
 use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
 use xen_abi::hypercall::{HYPERCALL_STUB_SIZE, IRET};
-use xen_abi::layout::{FLAT_KERNEL_CS, FLAT_KERNEL_SS, VGCF_IN_KERNEL};
-use xen_abi::vcpu::{
-    VcpuGuestContext, RUNSTATE_BLOCKED, RUNSTATE_OFFLINE, VCPUOP_DOWN, VCPUOP_INITIALISE, VCPUOP_UP,
-};
+use xen_abi::vcpu::{VcpuGuestContext, RUNSTATE_BLOCKED, RUNSTATE_OFFLINE, VCPUOP_DOWN, VCPUOP_UP};
 use xen_abi::Errno;
-use xenolith_guests::hypercall::result;
-use xenolith_guests::mm::{self, Mm};
+use xenolith_guests::mm::Mm;
 use xenolith_guests::{
-    boot, check, check_eq, evtchn, println, shared_info, test_main, vcpu, Boot, Failures, Verdict,
+    boot, check, check_eq, evtchn, println, shared_info, smp, test_main, vcpu, Boot, Failures,
+    Verdict,
 };
 
 test_main!(run);
@@ -230,10 +227,7 @@ fn fpu_intact(id: usize) -> bool {
             .all(|(k, &w)| w == pattern(id, k as u64))
 }
 
-fn vcpu_op(cmd: u32, vcpu: u32, arg: u64) -> Result<u64, Errno> {
-    // SAFETY: the argument is null or a context the caller built.
-    result(unsafe { vcpu::vcpu_op_raw(cmd, vcpu, arg) })
-}
+use xenolith_guests::smp::vcpu_op;
 
 extern "C" fn secondary(id: u64, entry_rsp: u64) -> ! {
     let gs_id = my_id() as u64;
@@ -283,39 +277,20 @@ extern "C" fn upcall() {
     }
 }
 
-/// The context handed to VCPUOP_initialise (5 KiB: too big for the stack).
-static mut CTX: VcpuGuestContext = {
-    // SAFETY: VcpuGuestContext is plain integers; all zeroes is a valid value.
-    unsafe { core::mem::zeroed() }
-};
-
 /// VCPUOP_initialise(vcpu) with the context that starts `smp_secondary_entry`
 /// as vCPU `i`, changed by `edit`.
 fn initialise(vcpu: u32, i: usize, edit: impl FnOnce(&mut VcpuGuestContext)) -> Result<u64, Errno> {
-    let p: *mut VcpuGuestContext = &raw mut CTX;
-    // SAFETY: only vCPU 0 touches CTX, and only here.
-    let c = unsafe { &mut *p };
-    context(c, i);
-    edit(c);
-    vcpu_op(VCPUOP_INITIALISE, vcpu, (&raw const *c) as u64)
-}
-
-/// Fills `c` with a context starting `smp_secondary_entry` as vCPU `i`.
-fn context(c: &mut VcpuGuestContext, i: usize) {
-    // SAFETY: all zeroes is a valid VcpuGuestContext (plain integers).
-    unsafe { core::ptr::write_bytes(&raw mut *c, 0, 1) };
-    c.flags = VGCF_IN_KERNEL;
-    c.user_regs.rip = smp_secondary_entry as *const () as u64;
-    c.user_regs.rsp = stack_top(i);
-    c.user_regs.rdi = i as u64;
-    c.user_regs.cs = FLAT_KERNEL_CS;
-    c.user_regs.ss = FLAT_KERNEL_SS;
-    c.user_regs.rflags = 1 << 9;
-    c.kernel_ss = u64::from(FLAT_KERNEL_SS);
-    c.kernel_sp = stack_top(i);
-    c.ctrlreg[3] = mm::current_l4() << 12;
-    c.gs_base_kernel = (&raw const PERCPU[i]) as u64;
-    c.event_callback_eip = smp_upcall_entry as *const () as u64;
+    smp::initialise(
+        vcpu,
+        smp_secondary_entry as *const () as u64,
+        stack_top(i),
+        |c| {
+            c.user_regs.rdi = i as u64;
+            c.gs_base_kernel = (&raw const PERCPU[i]) as u64;
+            c.event_callback_eip = smp_upcall_entry as *const () as u64;
+            edit(c);
+        },
+    )
 }
 
 /// Sleeps until `deadline` (system time) in SCHEDOP_poll on `port`, a port
