@@ -7,7 +7,7 @@
 //! image at its link address, enables long mode and jumps to `rust_start` on the boot stack.
 use core::arch::global_asm;
 
-use crate::percpu::{BSP_STACK, CPU_INFO_SIZE, STACK_SIZE};
+use crate::percpu::{CPU_INFO_SIZE, STACKS, STACK_SIZE};
 
 /// Multiboot1 header flags: page-align modules, provide a memory map.
 const MB1_FLAGS: u32 = 0b11;
@@ -169,7 +169,7 @@ start64_high:
     ud2
 "#,
     mb1_flags = const MB1_FLAGS,
-    bsp_stack = sym BSP_STACK,
+    bsp_stack = sym STACKS,
     stack_size = const STACK_SIZE,
     cpu_info_size = const CPU_INFO_SIZE,
     rust_start = sym crate::rust_start,

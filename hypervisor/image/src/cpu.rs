@@ -9,7 +9,7 @@ use core::cell::UnsafeCell;
 use xenolith_arch::instr::{lgdt, lidt, ltr, DescriptorTablePointer};
 use xenolith_arch::msr::{rdmsr, wrmsr, Msr};
 
-use crate::percpu::Stack;
+use crate::percpu::{Stack, MAX_CPUS};
 
 /// Hypervisor 64-bit code selector.
 pub const HYPERVISOR_CS: u16 = 0xe008;
@@ -40,18 +40,22 @@ struct Tss {
 }
 const _: () = assert!(core::mem::size_of::<Tss>() == 104);
 
-struct TssCell(UnsafeCell<Tss>);
-// SAFETY: written during bring-up and by the owning CPU only (RSP0 stays fixed).
+struct TssCell(UnsafeCell<[Tss; MAX_CPUS]>);
+// SAFETY: each CPU writes only its own entry, once, during its bring-up.
 unsafe impl Sync for TssCell {}
-static TSS: TssCell = TssCell(UnsafeCell::new(Tss {
-    _reserved0: 0,
-    rsp: [0; 3],
-    _reserved1: 0,
-    ist: [0; 7],
-    _reserved2: 0,
-    _reserved3: 0,
-    iomap_base: 104,
-}));
+static TSS: TssCell = TssCell(UnsafeCell::new(
+    [const {
+        Tss {
+            _reserved0: 0,
+            rsp: [0; 3],
+            _reserved1: 0,
+            ist: [0; 7],
+            _reserved2: 0,
+            _reserved3: 0,
+            iomap_base: 104,
+        }
+    }; MAX_CPUS],
+));
 
 /// IST slots.
 pub const IST_DF: u8 = 1;
@@ -60,10 +64,10 @@ pub const IST_MC: u8 = 3;
 
 const IST_SIZE: usize = 16 * 1024;
 #[repr(C, align(16))]
-struct IstStacks(UnsafeCell<[[u8; IST_SIZE]; 3]>);
-// SAFETY: each IST stack is used only by its own exception on the boot CPU.
+struct IstStacks(UnsafeCell<[[[u8; IST_SIZE]; 3]; MAX_CPUS]>);
+// SAFETY: each IST stack is used only by its own exception on its own CPU.
 unsafe impl Sync for IstStacks {}
-static IST_STACKS: IstStacks = IstStacks(UnsafeCell::new([[0; IST_SIZE]; 3]));
+static IST_STACKS: IstStacks = IstStacks(UnsafeCell::new([[[0; IST_SIZE]; 3]; MAX_CPUS]));
 
 #[repr(C, align(16))]
 struct Idt(UnsafeCell<[u128; 256]>);
@@ -81,12 +85,16 @@ fn gate(handler: u64, dpl: u8, ist: u8) -> u128 {
     u128::from(lo) | (u128::from(handler >> 32) << 64)
 }
 
-/// Loads the boot CPU's GDT, TSS and IDT and programs the SYSCALL MSRs.
-pub fn init_bsp(stack: &Stack) {
+/// Loads CPU `cpu`'s GDT and TSS and the shared IDT (filled by the boot CPU), and programs
+/// the SYSCALL MSRs. `stack` is the stack the CPU runs on.
+pub fn init_cpu(cpu: usize, stack: &Stack) {
     init_fpu();
-    let hyp_page = crate::desc::init_window();
-    let tss_addr = TSS.0.get() as u64;
-    // SAFETY: bring-up runs once on the boot CPU before any other user of these tables.
+    let hyp_page = crate::desc::init_window(cpu);
+    // SAFETY: `cpu` < MAX_CPUS (checked by the caller); each CPU takes only its own entry.
+    let tss_ptr = unsafe { (TSS.0.get() as *mut Tss).add(cpu) };
+    let tss_addr = tss_ptr as u64;
+    // SAFETY: bring-up runs once per CPU; the boot CPU fills the IDT before any other CPU
+    // starts, and the other tables here are this CPU's own.
     unsafe {
         let g = crate::mm::table_of(hyp_page);
         let r = 0;
@@ -105,15 +113,15 @@ pub fn init_bsp(stack: &Stack) {
             | (((tss_addr >> 24) & 0xff) << 56);
         g[r + 9] = tss_addr >> 32;
 
-        let tss = &mut *TSS.0.get();
+        let tss = &mut *tss_ptr;
         tss.rsp = [stack.rsp0(), 0, 0];
-        let ist = IST_STACKS.0.get() as u64;
+        let ist = IST_STACKS.0.get() as u64 + (cpu * 3 * IST_SIZE) as u64;
         tss.ist[usize::from(IST_DF) - 1] = ist + IST_SIZE as u64;
         tss.ist[usize::from(IST_NMI) - 1] = ist + 2 * IST_SIZE as u64;
         tss.ist[usize::from(IST_MC) - 1] = ist + 3 * IST_SIZE as u64;
 
         let idt = &mut *IDT.0.get();
-        for (v, e) in idt.iter_mut().enumerate() {
+        for (v, e) in idt.iter_mut().enumerate().filter(|_| cpu == 0) {
             let (dpl, ist) = match v {
                 3 | 4 | 0x80 => (3, 0),
                 2 => (0, IST_NMI),
@@ -126,7 +134,7 @@ pub fn init_bsp(stack: &Stack) {
 
         lgdt(&DescriptorTablePointer {
             limit: (GDT_BYTES - 1) as u16,
-            base: crate::desc::GDT_VIRT,
+            base: crate::desc::gdt_virt(cpu),
         });
         crate::entry::reload_segments(HYPERVISOR_CS, HYPERVISOR_DS);
         ltr(TSS_SELECTOR);
@@ -140,8 +148,8 @@ pub fn init_bsp(stack: &Stack) {
             Msr::Star,
             (u64::from(FLAT_RING3_CS32) << 48) | (u64::from(HYPERVISOR_CS) << 32),
         );
-        wrmsr(Msr::Lstar, crate::entry::syscall_entry_address());
-        wrmsr(Msr::Cstar, crate::entry::syscall_entry_address());
+        wrmsr(Msr::Lstar, crate::entry::syscall_entry_address(cpu));
+        wrmsr(Msr::Cstar, crate::entry::syscall_entry_address(cpu));
         // Clear AC, VM, RF, NT, DF, IF, TF on entry (Xen's mask).
         wrmsr(
             Msr::Sfmask,

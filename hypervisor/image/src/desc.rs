@@ -1,9 +1,9 @@
 //! Guest descriptor tables: the GDT window, set_gdt, update_descriptor and MMUEXT_SET_LDT.
 //!
-//! The hardware GDT of the CPU is a 15-page window at `GDT_VIRT` in the hypervisor's slot 260:
-//! pages 0-13 show the guest's GDT frames (or a zero page), page 14 the hypervisor's own
-//! entries at byte 0xE000 as Xen lays them out. The LDT is a 16-page window after it,
-//! described by the LDT selector 0xe050. Guest descriptor frames are typed `SegDesc` while
+//! The hardware GDT of each CPU is a 15-page window of its own in the hypervisor's slot 260:
+//! pages 0-13 show the running vCPU's GDT frames (or a zero page), page 14 that CPU's own
+//! hypervisor entries at byte 0xE000 as Xen lays them out (its TSS, its LDT descriptor). The
+//! LDT is a 16-page window after it, described by the LDT selector 0xe050. Guest descriptor frames are typed `SegDesc` while
 //! installed, so the guest can never map them writable; the window maps them writable for the
 //! hypervisor only, because the CPU sets accessed bits in descriptors it loads.
 use xen_abi::errno::Errno;
@@ -13,10 +13,19 @@ use crate::guestmem::addr_ok;
 use crate::hypercall::{Ctx, Outcome};
 use crate::mm::{pte, with_frames};
 
-/// Virtual base of the GDT window.
-pub const GDT_VIRT: u64 = 0xffff_8200_0000_0000;
-/// Virtual base of the LDT window.
-pub const LDT_VIRT: u64 = GDT_VIRT + 16 * 4096;
+/// Virtual base of the boot CPU's GDT window; each CPU has its own windows, 32 pages apart.
+const GDT_VIRT: u64 = 0xffff_8200_0000_0000;
+const CPU_WINDOW_STRIDE: u64 = 32 * 4096;
+
+/// Virtual base of `cpu`'s GDT window.
+pub fn gdt_virt(cpu: usize) -> u64 {
+    GDT_VIRT + cpu as u64 * CPU_WINDOW_STRIDE
+}
+
+/// Virtual base of `cpu`'s LDT window.
+pub fn ldt_virt(cpu: usize) -> u64 {
+    gdt_virt(cpu) + 16 * 4096
+}
 /// Guest-owned GDT pages (entries below byte 0xE000).
 pub const GUEST_GDT_PAGES: usize = 14;
 /// Most guest GDT entries.
@@ -30,7 +39,16 @@ const WINDOW_FLAGS: u64 = pte::PRESENT | pte::RW | pte::ACCESSED | pte::DIRTY | 
 const TABLE_FLAGS: u64 = pte::PRESENT | pte::RW | pte::ACCESSED;
 
 static ZERO_PAGE: spin::Once<u64> = spin::Once::new();
-static HYP_GDT_PAGE: spin::Once<u64> = spin::Once::new();
+/// Each CPU's page of hypervisor GDT entries (0: not set up).
+static HYP_GDT_PAGE: [core::sync::atomic::AtomicU64; crate::percpu::MAX_CPUS] =
+    [const { core::sync::atomic::AtomicU64::new(0) }; crate::percpu::MAX_CPUS];
+
+fn hyp_gdt_page(cpu: usize) -> Option<u64> {
+    match HYP_GDT_PAGE[cpu].load(core::sync::atomic::Ordering::Relaxed) {
+        0 => None,
+        p => Some(p),
+    }
+}
 
 fn zero_page() -> u64 {
     *ZERO_PAGE.call_once(|| {
@@ -57,19 +75,19 @@ fn map_window_page(va: u64, mfn: u64, writable: bool) {
     xenolith_arch::instr::invlpg(va);
 }
 
-/// Builds the window with the hypervisor's GDT page and returns its frame.
-pub fn init_window() -> u64 {
-    let hyp = *HYP_GDT_PAGE.call_once(|| {
-        crate::mm::alloc_frame().unwrap_or_else(|| crate::fatal("out of memory for the GDT"))
-    });
+/// Builds `cpu`'s windows with a fresh page of hypervisor GDT entries and returns its frame.
+pub fn init_window(cpu: usize) -> u64 {
+    let hyp = crate::mm::alloc_frame().unwrap_or_else(|| crate::fatal("out of memory for the GDT"));
+    crate::mm::frame_bytes(hyp).fill(0);
+    HYP_GDT_PAGE[cpu].store(hyp, core::sync::atomic::Ordering::Relaxed);
     for i in 0..GUEST_GDT_PAGES {
-        map_window_page(GDT_VIRT + i as u64 * 4096, zero_page(), false);
+        map_window_page(gdt_virt(cpu) + i as u64 * 4096, zero_page(), false);
     }
-    map_window_page(GDT_VIRT + GUEST_GDT_PAGES as u64 * 4096, hyp, true);
+    map_window_page(gdt_virt(cpu) + GUEST_GDT_PAGES as u64 * 4096, hyp, true);
     for i in 0..16 {
         // Mapped on demand: a fault here is an LDT access (see `ldt_fault`).
-        map_window_page(LDT_VIRT + i * 4096, zero_page(), false);
-        unmap_window_page(LDT_VIRT + i * 4096);
+        map_window_page(ldt_virt(cpu) + i * 4096, zero_page(), false);
+        unmap_window_page(ldt_virt(cpu) + i * 4096);
     }
     hyp
 }
@@ -136,7 +154,7 @@ pub fn replace_gdt(
 /// Maps a vCPU's GDT frames into the window.
 pub fn install_gdt(v: &crate::domain::Vcpu) {
     for i in 0..GUEST_GDT_PAGES {
-        let va = GDT_VIRT + i as u64 * 4096;
+        let va = gdt_virt(crate::percpu::cpu_id()) + i as u64 * 4096;
         if i < v.gdt_nr {
             map_window_page(va, v.gdt_frames[i], true);
         } else {
@@ -204,7 +222,7 @@ fn release_ldt(v: &mut crate::domain::Vcpu) {
 /// the fault can be reflected to the guest as Xen does.
 pub fn ldt_fault(dom: &mut crate::domain::Domain, cr2: u64) -> Result<(), u64> {
     let v = &dom.vcpus[crate::percpu::vcpu()];
-    let off = cr2 - LDT_VIRT;
+    let off = cr2 - ldt_virt(crate::percpu::cpu_id());
     let linear = v.ldt_base.wrapping_add(off);
     if off >= v.ldt_ents * 8 {
         return Err(linear);
@@ -223,25 +241,32 @@ pub fn ldt_fault(dom: &mut crate::domain::Domain, cr2: u64) -> Result<(), u64> {
         with_frames(|ft, fm| ft.put_page_and_type(fm, old));
     }
     v.ldt_frames[page] = mfn;
-    map_window_page(LDT_VIRT + page as u64 * 4096, mfn, true);
+    map_window_page(
+        ldt_virt(crate::percpu::cpu_id()) + page as u64 * 4096,
+        mfn,
+        true,
+    );
     Ok(())
 }
 
 /// Whether a fault address lies in the LDT window.
 pub fn in_ldt_window(va: u64) -> bool {
-    (LDT_VIRT..LDT_VIRT + 16 * 4096).contains(&va)
+    let base = ldt_virt(crate::percpu::cpu_id());
+    (base..base + 16 * 4096).contains(&va)
 }
 
 /// Maps a vCPU's LDT and loads the LDT register (or disables the LDT).
 pub fn install_ldt(v: &crate::domain::Vcpu) {
+    let cpu = crate::percpu::cpu_id();
+    let ldt = ldt_virt(cpu);
     for i in 0..16 {
-        let va = LDT_VIRT + i as u64 * 4096;
+        let va = ldt_virt(cpu) + i as u64 * 4096;
         match v.ldt_frames[i] {
             0 => unmap_window_page(va),
             m => map_window_page(va, m, true),
         }
     }
-    let Some(&hyp) = HYP_GDT_PAGE.get() else {
+    let Some(hyp) = hyp_gdt_page(cpu) else {
         return;
     };
     let gdt = crate::mm::table_of(hyp);
@@ -254,12 +279,12 @@ pub fn install_ldt(v: &crate::domain::Vcpu) {
     }
     let limit = v.ldt_ents * 8 - 1;
     let lo = (limit & 0xffff)
-        | ((LDT_VIRT & 0xff_ffff) << 16)
+        | ((ldt & 0xff_ffff) << 16)
         | (0x82 << 40)
         | (((limit >> 16) & 0xf) << 48)
-        | (((LDT_VIRT >> 24) & 0xff) << 56);
+        | (((ldt >> 24) & 0xff) << 56);
     gdt[(LDT_SELECTOR as usize & 0xfff) / 8] = lo;
-    gdt[(LDT_SELECTOR as usize & 0xfff) / 8 + 1] = LDT_VIRT >> 32;
+    gdt[(LDT_SELECTOR as usize & 0xfff) / 8 + 1] = ldt >> 32;
     // SAFETY: the selector names the LDT descriptor just written, describing the LDT window
     // whose pages are mapped above.
     unsafe { xenolith_arch::instr::lldt(LDT_SELECTOR) };

@@ -50,10 +50,10 @@ fn module_bytes(m: &BootModule) -> Result<&'static [u8], BuildError> {
 /// before they can be initialised, which is not offered yet.
 const LEGACY_MAX_VCPUS: u32 = 32;
 
-/// dom0's vCPU count: one per CPU that runs guests (one so far), within `dom0_max_vcpus`'s
-/// `<min>-<max>` as Xen reads it, and at most the legacy shared_info slots.
+/// dom0's vCPU count: one per CPU, within `dom0_max_vcpus`'s `<min>-<max>` as Xen reads it,
+/// and at most the legacy shared_info slots.
 fn dom0_vcpus(cmd: &CmdLine) -> u32 {
-    let cpus = 1;
+    let cpus = crate::smp::online() as u32;
     let n = match cmd.dom0_max_vcpus {
         Some((lo, hi)) => cpus.clamp(lo, hi),
         None => cpus,

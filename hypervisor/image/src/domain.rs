@@ -98,6 +98,8 @@ pub struct Vcpu {
     pub sel: [u16; 4],
     /// FPU and SSE registers while the vCPU is off the CPU.
     pub fpu: Box<FpuArea>,
+    /// The CPU running this vCPU, if any.
+    pub cpu: Option<usize>,
 }
 
 /// What keeps a vCPU from running besides being down.
@@ -177,6 +179,7 @@ impl Vcpu {
             wait: Wait::None,
             sel: [0; 4],
             fpu: Box::new(FpuArea::reset()),
+            cpu: None,
         }
     }
 
@@ -246,3 +249,18 @@ impl Domain {
 
 /// The running domain (a single dom0 for now).
 pub static DOM0: Mutex<Option<Box<Domain>>> = Mutex::new(None);
+
+/// Takes the domain lock, doing any TLB flush other CPUs ask of this one while it waits (they
+/// may hold the lock and wait for that flush).
+pub fn lock() -> spin::MutexGuard<'static, Option<Box<Domain>>> {
+    loop {
+        if let Some(g) = DOM0.try_lock() {
+            return g;
+        }
+        crate::smp::service();
+        if crate::STOPPED.load(core::sync::atomic::Ordering::Relaxed) {
+            xenolith_arch::instr::halt_forever();
+        }
+        core::hint::spin_loop();
+    }
+}

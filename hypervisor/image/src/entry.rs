@@ -6,7 +6,7 @@
 //! The hypervisor itself runs with interrupts disabled; only NMI and #MC can nest.
 use core::arch::global_asm;
 
-use crate::percpu::{GuestRegs, BSP_STACK, CPU_INFO_SIZE, STACK_SIZE, VECTOR_SYSCALL};
+use crate::percpu::{GuestRegs, CPU_INFO_SIZE, STACKS, STACK_SIZE, VECTOR_SYSCALL};
 
 /// Bytes per IDT stub.
 const STUB_SIZE: u64 = 16;
@@ -29,13 +29,24 @@ xenolith_idt_stubs:
     .set vec, vec + 1
     .endr
 
-    .balign 16
-    .global xenolith_syscall_entry
-xenolith_syscall_entry:
-    mov [rip + {bsp_stack} + {scratch_off}], rsp
-    lea rsp, [rip + {bsp_stack} + {rsp0_off}]
+    /* One SYSCALL entry per CPU, 64 bytes apart: SYSCALL leaves RSP alone, so each entry
+       knows its CPU's stack. The guest RSP goes to CpuInfo.syscall_scratch, which lies 8
+       bytes above the frame's top (RSP0). */
+    .balign 64
+    .global xenolith_syscall_entries
+xenolith_syscall_entries:
+    .set cpu, 0
+    .rept {max_cpus}
+    .balign 64
+    mov [rip + {stacks} + cpu * {stack_size} + {scratch_off}], rsp
+    lea rsp, [rip + {stacks} + cpu * {stack_size} + {rsp0_off}]
+    jmp xenolith_syscall_common
+    .set cpu, cpu + 1
+    .endr
+
+xenolith_syscall_common:
     push {flat_ss}
-    push qword ptr [rip + {bsp_stack} + {scratch_off}]
+    push qword ptr [rsp + 16]
     push r11
     push {flat_cs}
     push rcx
@@ -89,7 +100,9 @@ xenolith_return_to_frame:
     mov rsp, rdi
     jmp xenolith_restore_frame
 "#,
-    bsp_stack = sym BSP_STACK,
+    stacks = sym STACKS,
+    stack_size = const STACK_SIZE,
+    max_cpus = const crate::percpu::MAX_CPUS,
     scratch_off = const STACK_SIZE - CPU_INFO_SIZE + core::mem::offset_of!(crate::percpu::CpuInfo, syscall_scratch),
     rsp0_off = const STACK_SIZE - CPU_INFO_SIZE + core::mem::size_of::<GuestRegs>(),
     flat_ss = const crate::cpu::FLAT_RING3_DS,
@@ -100,7 +113,7 @@ xenolith_return_to_frame:
 
 unsafe extern "C" {
     static xenolith_idt_stubs: u8;
-    static xenolith_syscall_entry: u8;
+    static xenolith_syscall_entries: u8;
     static xenolith_iretq: u8;
     fn xenolith_return_to_frame(frame: *const GuestRegs) -> !;
 }
@@ -111,9 +124,9 @@ pub fn stub_address(vector: u8) -> u64 {
     base + u64::from(vector) * STUB_SIZE
 }
 
-/// Address of the SYSCALL entry.
-pub fn syscall_entry_address() -> u64 {
-    &raw const xenolith_syscall_entry as u64
+/// Address of CPU `cpu`'s SYSCALL entry.
+pub fn syscall_entry_address(cpu: usize) -> u64 {
+    &raw const xenolith_syscall_entries as u64 + cpu as u64 * 64
 }
 
 /// Address of the IRETQ that returns to guests (a fault there is the guest's fault).

@@ -24,6 +24,7 @@ mod percpu;
 mod power;
 mod pv;
 mod sched;
+mod smp;
 mod time;
 mod traps;
 mod vcpu;
@@ -165,11 +166,12 @@ fn boot(cmd: &CmdLine, bi: &BootInfo) -> ! {
         fatal("not enough memory for the machine-to-phys table");
     }
 
-    cpu::init_bsp(&percpu::BSP_STACK);
+    cpu::init_cpu(0, &percpu::STACKS[0]);
     let names: alloc::vec::Vec<&str> = (0..64).filter_map(hypercall::implemented).collect();
     debug!("Hypercalls implemented: {}", names.join(" "));
     time::init();
     console::enable_rx_interrupt();
+    smp::start_aps();
 
     let dom = match dom0::build(cmd, bi) {
         Ok(d) => d,
@@ -182,7 +184,8 @@ fn boot(cmd: &CmdLine, bi: &BootInfo) -> ! {
         "Scrubbing done; starting dom0 ({} MiB heap in use)",
         heap::stats().0 >> 20
     );
-    sched::init(&dom);
+    let mut dom = dom;
+    sched::init(&mut dom);
     let v = &dom.vcpus[percpu::vcpu()] as *const domain::Vcpu;
     *domain::DOM0.lock() = Some(dom);
     // SAFETY: the domain lives in a Box inside DOM0 for the rest of the hypervisor's life,
@@ -193,6 +196,7 @@ fn boot(cmd: &CmdLine, bi: &BootInfo) -> ! {
 /// Stops the machine after dom0 has shut down or crashed, as Xen does for the hardware
 /// domain: power off, reboot (or halt with `noreboot`).
 pub fn domain_stopped(id: u16, how: Shutdown) -> ! {
+    STOPPED.store(true, Ordering::SeqCst);
     let (code, reason) = match how {
         Shutdown::Requested(r) => (r, pv::shutdown_name(r)),
         Shutdown::Crashed => (3, "crash"),
@@ -214,6 +218,9 @@ pub fn domain_stopped(id: u16, how: Shutdown) -> ! {
         }
     }
 }
+
+/// Set once the domain has stopped: other CPUs halt instead of waiting for it.
+pub static STOPPED: AtomicBool = AtomicBool::new(false);
 
 /// Ends the hypervisor after an unrecoverable boot problem.
 pub fn fatal(why: &str) -> ! {

@@ -321,7 +321,7 @@ pub fn exit_work(dom: &mut crate::domain::Domain) {
     });
     release(dom, freed);
     if flush {
-        xenolith_arch::instr::flush_tlb_local();
+        crate::smp::flush_tlb_all();
     }
 }
 
@@ -335,11 +335,11 @@ pub fn with_frames<R>(f: impl FnOnce(&mut FrameTable, &mut DirectFrames) -> R) -
     }
 }
 
-/// Flushes this CPU's TLB if a frame stopped being a page table since the last check.
+/// Flushes every CPU's TLB if a frame stopped being a page table since the last check.
 pub fn flush_if_needed() {
     let need = with_frames(|ft, _| core::mem::take(&mut ft.flush_needed));
     if need {
-        xenolith_arch::instr::flush_tlb_local();
+        crate::smp::flush_tlb_all();
     }
 }
 

@@ -37,7 +37,10 @@ pub fn flush_for_uvmf(c: &mut Ctx<'_>, flags: u64, va: u64) -> Result<(), Errno>
     if flags & 4 == 0 && ptr != 0 {
         c.mem().read_obj::<u64>(ptr)?;
     }
+    // UVMF_ALL or a vCPU mask reaches other CPUs: a full flush on every CPU.
+    let remote = flags & 4 != 0 || ptr != 0;
     match flags & 3 {
+        1 | 2 if remote => crate::smp::flush_tlb_all(),
         1 => xenolith_arch::instr::flush_tlb_local(),
         2 => xenolith_arch::instr::invlpg(va),
         3 => return Err(Errno::EINVAL),
@@ -252,31 +255,29 @@ fn mmuext_one(c: &mut Ctx<'_>, op: &MmuextOp, pg: PgOwner) -> Result<(), Errno> 
             }
             replace_root(c, old, op.arg1)?;
             c.dom.vcpus[v].guest_table_user = op.arg1;
-            if !c.dom.vcpus[v].kernel_mode {
+            if !c.dom.vcpus[v].kernel_mode && v == crate::percpu::vcpu() {
                 crate::sched::load_cr3(&c.dom.vcpus[v]);
             }
             Ok(())
         }
-        6 | 10 => {
+        6 => {
             xenolith_arch::instr::flush_tlb_local();
             Ok(())
         }
-        8 => {
-            c.mem()
-                .read_obj::<u64>(op.arg2)
-                .map_err(|_| Errno::EINVAL)?;
-            xenolith_arch::instr::flush_tlb_local();
-            Ok(())
-        }
-        7 | 11 => {
+        7 => {
             invlpg_guest(op.arg1);
             Ok(())
         }
-        9 => {
+        // The MULTI and ALL forms reach the other CPUs: a full flush on every CPU.
+        8 | 9 => {
             c.mem()
                 .read_obj::<u64>(op.arg2)
                 .map_err(|_| Errno::EINVAL)?;
-            invlpg_guest(op.arg1);
+            crate::smp::flush_tlb_all();
+            Ok(())
+        }
+        10 | 11 => {
+            crate::smp::flush_tlb_all();
             Ok(())
         }
         12 | 18 => {

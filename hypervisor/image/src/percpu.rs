@@ -6,6 +6,12 @@
 //! exactly at `CpuInfo::regs`, so the current guest state is always at a fixed place.
 use core::cell::UnsafeCell;
 
+/// Most CPUs the hypervisor brings up.
+pub const MAX_CPUS: usize = 8;
+
+/// `CpuInfo::vcpu` of a CPU that runs no vCPU (idle).
+pub const NO_VCPU: u32 = u32::MAX;
+
 /// Size of each per-CPU hypervisor stack.
 pub const STACK_SIZE: usize = 32 * 1024;
 /// Size reserved for `CpuInfo` at the top of each stack.
@@ -93,8 +99,8 @@ impl Stack {
     }
 }
 
-/// The boot CPU's stack.
-pub static BSP_STACK: Stack = Stack::new();
+/// Every CPU's stack, by CPU index (0: the boot CPU).
+pub static STACKS: [Stack; MAX_CPUS] = [const { Stack::new() }; MAX_CPUS];
 
 /// Returns the current CPU's `CpuInfo`, found from the stack pointer.
 ///
@@ -120,3 +126,15 @@ pub fn set_vcpu(index: usize) {
     // SAFETY: as in `vcpu`; only this CPU writes its own CpuInfo.
     unsafe { (*current_cpu_info()).vcpu = index as u32 };
 }
+
+/// This CPU's index (0 = the boot CPU).
+#[inline]
+pub fn cpu_id() -> usize {
+    // SAFETY: as in `vcpu`.
+    unsafe { (*current_cpu_info()).cpu_id as usize }
+}
+
+// The SYSCALL entry finds the scratch slot 8 bytes above the frame's top (RSP0).
+const _: () = assert!(
+    core::mem::offset_of!(CpuInfo, syscall_scratch) == core::mem::size_of::<GuestRegs>() + 8
+);

@@ -1,14 +1,15 @@
-//! Putting vCPUs on the CPU: the credit policy of `xenolith_core::sched` wired to the domain's
-//! vCPUs, and the hardware side of running one (root page table, segments, FPU, debug
-//! registers).
+//! Putting vCPUs on CPUs: the credit policy of `xenolith_core::sched` wired to the domain's
+//! vCPUs, the hardware side of running one (root page table, segments, FPU, debug registers),
+//! and the idle loop.
 //!
-//! Invariants: `percpu::vcpu()` names the vCPU whose registers are in this CPU's
-//! `CpuInfo::regs` frame and whose FPU, segment and debug state is in the hardware; every other
-//! vCPU's state is in its `Vcpu`. The policy's view of which vCPUs are runnable follows
-//! `Vcpu::runnable` (up and not waiting): `wake` and `sleep` are called on every change.
-//!
-//! One CPU runs guests for now, so the domain lock serialises everything here; the policy
-//! already handles several pCPUs.
+//! Invariants: on each CPU, `percpu::vcpu()` names the vCPU whose registers are in that CPU's
+//! `CpuInfo::regs` frame and whose FPU, segment and debug state is in the hardware (or
+//! `NO_VCPU` when idle); every other vCPU's state is in its `Vcpu`, and `Vcpu::cpu` says where
+//! a vCPU runs. The policy's view of which vCPUs are runnable follows `Vcpu::runnable` (up and
+//! not waiting): `wake` and `sleep` are called on every change. All of it runs under the
+//! domain lock; a CPU with nothing to run gives the lock up and halts in `idle_loop`.
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
 use spin::Mutex;
 use xen_abi::types::{DomId, VcpuId};
 use xenolith_arch::instr::{swapgs, write_cr3};
@@ -16,21 +17,14 @@ use xenolith_arch::msr::{rdmsr, wrmsr, Msr};
 use xenolith_core::sched::{Scheduler, UnitId, DEFAULT_WEIGHT};
 
 use crate::domain::{Domain, Vcpu};
-use crate::percpu::GuestRegs;
+use crate::percpu::{GuestRegs, MAX_CPUS, NO_VCPU};
 use crate::vcpu::{RUNSTATE_BLOCKED, RUNSTATE_OFFLINE, RUNSTATE_RUNNABLE, RUNSTATE_RUNNING};
 
-/// The only CPU that runs guests so far.
-const CPU: usize = 0;
-
-struct State {
-    policy: Scheduler,
-    /// When the running vCPU's slice ends (system time, ns; `u64::MAX`: never).
-    slice_end: u64,
-    /// A wake-up asked this CPU to choose again.
-    resched: bool,
-}
-
-static STATE: Mutex<Option<State>> = Mutex::new(None);
+static POLICY: Mutex<Option<Scheduler>> = Mutex::new(None);
+/// When the vCPU running on each CPU must give way (system time, ns; `u64::MAX`: never).
+static SLICE_END: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(u64::MAX) }; MAX_CPUS];
+/// A wake-up asked each CPU to choose again.
+static RESCHED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 
 fn unit(dom: &Domain, v: usize) -> UnitId {
     UnitId {
@@ -39,9 +33,25 @@ fn unit(dom: &Domain, v: usize) -> UnitId {
     }
 }
 
-/// Registers a domain's vCPUs with the policy and chooses the first to run.
-pub fn init(dom: &Domain) {
-    let mut policy = Scheduler::new(1);
+/// Makes `cpu` choose again soon: at once if it is this one, else through an IPI.
+fn poke(cpu: usize) {
+    RESCHED[cpu].store(true, Ordering::Release);
+    if cpu != crate::percpu::cpu_id() {
+        crate::smp::send_ipi(cpu, crate::smp::VECTOR_RESCHED);
+    }
+}
+
+/// Interrupts the guest on `cpu` so that it passes through the exit path (an event or NMI is
+/// waiting for the vCPU there).
+pub fn kick(cpu: usize) {
+    if cpu != crate::percpu::cpu_id() {
+        crate::smp::send_ipi(cpu, crate::smp::VECTOR_RESCHED);
+    }
+}
+
+/// Registers a domain's vCPUs with the policy and chooses the first to run on this CPU.
+pub fn init(dom: &mut Domain) {
+    let mut policy = Scheduler::new(crate::smp::online());
     let now = crate::time::now_ns();
     let _ = policy.add_domain(DomId(dom.id), DEFAULT_WEIGHT, 0);
     for (i, v) in dom.vcpus.iter().enumerate() {
@@ -50,28 +60,29 @@ pub fn init(dom: &Domain) {
             let _ = policy.wake(unit(dom, i));
         }
     }
-    let d = policy.pick_next(CPU, now);
+    let me = crate::percpu::cpu_id();
+    let d = policy.pick_next(me, now);
     let first = d.vcpu.map_or(0, |u| u.vcpu.0 as usize);
-    *STATE.lock() = Some(State {
-        policy,
-        slice_end: now.saturating_add(d.run_for_ns),
-        resched: false,
-    });
+    SLICE_END[me].store(now.saturating_add(d.run_for_ns), Ordering::Relaxed);
+    *POLICY.lock() = Some(policy);
     crate::percpu::set_vcpu(first);
+    dom.vcpus[first].cpu = Some(me);
 }
 
-/// End of the running vCPU's slice, for arming the timer.
+/// End of the running vCPU's slice on this CPU, for arming the timer.
 pub fn slice_end() -> u64 {
-    STATE.lock().as_ref().map_or(u64::MAX, |s| s.slice_end)
+    SLICE_END[crate::percpu::cpu_id()].load(Ordering::Relaxed)
 }
 
 /// Tells the policy that vCPU `v` became runnable.
 pub fn wake(dom: &mut Domain, v: usize) {
     crate::vcpu::set_runstate(dom, v, RUNSTATE_RUNNABLE);
-    if let Some(s) = STATE.lock().as_mut() {
-        if let Ok(Some(_)) = s.policy.wake(unit(dom, v)) {
-            s.resched = true;
-        }
+    let cpu = POLICY
+        .lock()
+        .as_mut()
+        .and_then(|p| p.wake(unit(dom, v)).ok().flatten());
+    if let Some(c) = cpu {
+        poke(c);
     }
 }
 
@@ -84,86 +95,127 @@ pub fn sleep(dom: &mut Domain, v: usize) {
     };
     crate::vcpu::set_runstate(dom, v, state);
     let now = crate::time::now_ns();
-    if let Some(s) = STATE.lock().as_mut() {
-        if let Ok(Some(_)) = s.policy.block(unit(dom, v), now) {
-            s.resched = true;
-        }
+    let cpu = POLICY
+        .lock()
+        .as_mut()
+        .and_then(|p| p.block(unit(dom, v), now).ok().flatten());
+    if let Some(c) = cpu {
+        poke(c);
     }
+}
+
+/// Lets the policy choose for this CPU at `now`; also pokes the CPU it says should choose too.
+fn pick(me: usize, now: u64) -> Option<usize> {
+    RESCHED[me].store(false, Ordering::Relaxed);
+    let d = POLICY.lock().as_mut()?.pick_next(me, now);
+    SLICE_END[me].store(now.saturating_add(d.run_for_ns), Ordering::Relaxed);
+    if let Some(t) = d.tickle {
+        poke(t);
+    }
+    d.vcpu.map(|u| u.vcpu.0 as usize)
 }
 
 /// Runs on every return to the guest: if the slice is over, a wake-up asked for it, or the
-/// running vCPU cannot go on, lets the policy choose and switches to its choice. With nothing
-/// runnable the CPU idles here, firing timers, until something is.
-pub fn schedule(dom: &mut Domain, regs: &mut GuestRegs) {
+/// running vCPU cannot go on, lets the policy choose and switches to its choice. Returns false
+/// if nothing is left to run here: the running vCPU's state has been saved and the caller must
+/// give up the domain lock and go to `idle_loop`.
+pub fn schedule(dom: &mut Domain, regs: &mut GuestRegs) -> bool {
+    let me = crate::percpu::cpu_id();
     let cur = crate::percpu::vcpu();
-    let mut now = crate::time::now_ns();
+    let now = crate::time::now_ns();
+    if !RESCHED[me].load(Ordering::Acquire)
+        && now < SLICE_END[me].load(Ordering::Relaxed)
+        && dom.vcpus[cur].runnable()
     {
-        let mut g = STATE.lock();
-        let Some(s) = g.as_mut() else { return };
-        if !s.resched && now < s.slice_end && dom.vcpus[cur].runnable() {
-            return;
-        }
+        return true;
     }
-    loop {
-        let d = {
-            let mut g = STATE.lock();
-            let Some(s) = g.as_mut() else { return };
-            s.resched = false;
-            let d = s.policy.pick_next(CPU, now);
-            s.slice_end = now.saturating_add(d.run_for_ns);
-            d
-        };
-        if let Some(u) = d.vcpu {
-            let to = u.vcpu.0 as usize;
-            if to != cur {
-                switch(dom, regs, cur, to);
-            } else {
-                crate::vcpu::set_runstate(dom, cur, RUNSTATE_RUNNING);
-            }
-            // Arm the timer for the new slice.
+    match pick(me, now) {
+        Some(to) if to == cur => {
+            crate::vcpu::set_runstate(dom, cur, RUNSTATE_RUNNING);
             crate::vcpu::check(dom);
-            return;
+            true
         }
-        if dom.shutdown.is_some() {
-            return;
+        Some(to) => {
+            save(dom, regs, cur);
+            enter_vcpu(dom, regs, to);
+            crate::vcpu::check(dom);
+            true
         }
-        // Idle: wait for an interrupt, then fire timers and wake whoever they unblock.
-        xenolith_arch::instr::sti_hlt_cli();
-        crate::vcpu::check(dom);
-        if dom.shutdown.is_some() {
-            return;
+        None => {
+            save(dom, regs, cur);
+            crate::percpu::set_vcpu(NO_VCPU as usize);
+            false
         }
-        now = crate::time::now_ns();
     }
 }
 
-/// Saves the running vCPU `from` (registers from `regs`, the rest from the hardware) and
-/// loads `to`.
-fn switch(dom: &mut Domain, regs: &mut GuestRegs, from: usize, to: usize) {
-    {
-        let v = &mut dom.vcpus[from];
-        v.regs = *regs;
-        v.fs_base = rdmsr(Msr::FsBase);
-        let (active, inactive) = (rdmsr(Msr::GsBase), rdmsr(Msr::KernelGsBase));
-        if v.kernel_mode {
-            (v.gs_base_kernel, v.gs_base_user) = (active, inactive);
-        } else {
-            (v.gs_base_user, v.gs_base_kernel) = (active, inactive);
+/// Where a CPU waits with nothing to run: halts until an interrupt, then (under the domain
+/// lock) fires timers and asks the policy for a vCPU; enters the guest when it gets one.
+pub fn idle_loop() -> ! {
+    let me = crate::percpu::cpu_id();
+    loop {
+        crate::smp::service();
+        {
+            let mut guard = crate::domain::lock();
+            if let Some(dom) = guard.as_deref_mut() {
+                if let Some(s) = dom.shutdown {
+                    crate::domain_stopped(dom.id, s);
+                }
+                crate::vcpu::check(dom);
+                if POLICY.lock().is_some() {
+                    if let Some(to) = pick(me, crate::time::now_ns()) {
+                        let info = crate::percpu::current_cpu_info();
+                        // SAFETY: this CPU's CpuInfo; nothing else uses its frame while idle.
+                        let regs = unsafe { &mut (*info).regs };
+                        enter_vcpu(dom, regs, to);
+                        crate::vcpu::check(dom);
+                        if crate::traps::deliver(dom, regs) {
+                            drop(guard);
+                            // SAFETY: the frame was just loaded from the vCPU's saved state
+                            // and made safe to return to by `deliver`.
+                            unsafe { crate::entry::return_to_frame(&raw const (*info).regs) }
+                        }
+                        // The vCPU's domain stopped; nothing to enter.
+                        continue;
+                    }
+                }
+            }
         }
-        v.sel = xenolith_arch::instr::read_data_selectors();
-        crate::fpu::set_ts(false);
-        // SAFETY: the area is a 512-byte, 16-aligned FpuArea and TS was just cleared.
-        unsafe { xenolith_arch::instr::fxsave(v.fpu.0.as_mut_ptr()) };
+        xenolith_arch::instr::sti_hlt_cli();
     }
-    let state = if dom.vcpus[from].runnable() {
+}
+
+/// Saves the running vCPU `from` (registers from `regs`, the rest from the hardware).
+fn save(dom: &mut Domain, regs: &GuestRegs, from: usize) {
+    let v = &mut dom.vcpus[from];
+    v.regs = *regs;
+    v.fs_base = rdmsr(Msr::FsBase);
+    let (active, inactive) = (rdmsr(Msr::GsBase), rdmsr(Msr::KernelGsBase));
+    if v.kernel_mode {
+        (v.gs_base_kernel, v.gs_base_user) = (active, inactive);
+    } else {
+        (v.gs_base_user, v.gs_base_kernel) = (active, inactive);
+    }
+    v.sel = xenolith_arch::instr::read_data_selectors();
+    crate::fpu::set_ts(false);
+    // SAFETY: the area is a 512-byte, 16-aligned FpuArea and TS was just cleared.
+    unsafe { xenolith_arch::instr::fxsave(v.fpu.0.as_mut_ptr()) };
+    v.cpu = None;
+    let state = if v.runnable() {
         RUNSTATE_RUNNABLE
-    } else if dom.vcpus[from].up {
+    } else if v.up {
         RUNSTATE_BLOCKED
     } else {
         RUNSTATE_OFFLINE
     };
     crate::vcpu::set_runstate(dom, from, state);
+}
+
+/// Loads vCPU `to` on this CPU: its registers into `regs`, the rest into the hardware.
+fn enter_vcpu(dom: &mut Domain, regs: &mut GuestRegs, to: usize) {
+    let me = crate::percpu::cpu_id();
     crate::percpu::set_vcpu(to);
+    dom.vcpus[to].cpu = Some(me);
     *regs = dom.vcpus[to].regs;
     let bad = load(&dom.vcpus[to]);
     crate::vcpu::set_runstate(dom, to, RUNSTATE_RUNNING);

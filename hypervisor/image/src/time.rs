@@ -121,14 +121,14 @@ fn read_rtc() -> u64 {
     (days * 86400 + i64::from(hour) * 3600 + i64::from(min) * 60 + i64::from(sec)).max(0) as u64
 }
 
-fn lapic_write(reg: u64, v: u32) {
+pub fn lapic_write(reg: u64, v: u32) {
     let base = LAPIC_BASE.load(Ordering::Relaxed);
     // SAFETY: the local APIC page is MMIO in the direct map; `reg` is an APIC register
     // offset below 0x400.
     unsafe { core::ptr::write_volatile(crate::mm::phys_to_virt(base + reg) as *mut u32, v) }
 }
 
-fn lapic_read(reg: u64) -> u32 {
+pub fn lapic_read(reg: u64) -> u32 {
     let base = LAPIC_BASE.load(Ordering::Relaxed);
     // SAFETY: as for `lapic_write`.
     unsafe { core::ptr::read_volatile(crate::mm::phys_to_virt(base + reg) as *const u32) }
@@ -191,6 +191,20 @@ pub fn init() {
     }
 }
 
+/// Enables this (secondary) CPU's local APIC with the timer set up as on the boot CPU (same
+/// bus clock, so the boot CPU's calibration holds).
+pub fn init_ap() {
+    lapic_write(APIC_SVR, 0x100 | crate::traps::VECTOR_SPURIOUS as u32);
+    lapic_write(APIC_TIMER_DIV, 0b1011);
+    lapic_write(APIC_LVT_TIMER, crate::traps::VECTOR_TIMER as u32);
+    lapic_write(APIC_TIMER_INIT, 0);
+}
+
+/// This CPU's local APIC id.
+pub fn lapic_id() -> u32 {
+    lapic_read(0x20) >> 24
+}
+
 /// Arms the local APIC timer to fire once after `us` microseconds.
 pub fn arm_oneshot_us(us: u64) {
     let t = (LAPIC_TICKS_PER_MS.load(Ordering::Relaxed) * us / 1000).clamp(1, u64::from(u32::MAX));
@@ -201,7 +215,7 @@ pub fn arm_oneshot_us(us: u64) {
 pub fn interrupt(vector: u64) {
     if vector == crate::traps::VECTOR_TIMER {
         TIMER_TICKS.fetch_add(1, Ordering::Relaxed);
-        ARMED.store(u64::MAX, Ordering::Relaxed);
+        ARMED[crate::percpu::cpu_id()].store(u64::MAX, Ordering::Relaxed);
     }
     if vector != crate::traps::VECTOR_SPURIOUS {
         lapic_write(APIC_EOI, 0);
@@ -252,14 +266,15 @@ pub fn update_wallclock(si: &mut SharedInfo) {
     si.wc_version = si.wc_version.wrapping_add(1);
 }
 
-/// The deadline the local APIC timer is armed for (`u64::MAX`: none, or it fired).
-static ARMED: AtomicU64 = AtomicU64::new(u64::MAX);
+/// The deadline each CPU's local APIC timer is armed for (`u64::MAX`: none, or it fired).
+static ARMED: [AtomicU64; crate::percpu::MAX_CPUS] =
+    [const { AtomicU64::new(u64::MAX) }; crate::percpu::MAX_CPUS];
 
 /// Programs the local APIC timer to fire at system time `deadline` (ns), or stops it.
 /// Reprograms only on a change: every return to a guest asks, and an APIC write is not free.
 pub fn set_deadline(deadline: Option<u64>) {
     let want = deadline.unwrap_or(u64::MAX);
-    if ARMED.swap(want, Ordering::Relaxed) == want {
+    if ARMED[crate::percpu::cpu_id()].swap(want, Ordering::Relaxed) == want {
         return;
     }
     match deadline {

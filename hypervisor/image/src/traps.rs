@@ -60,7 +60,12 @@ pub extern "C" fn trap_dispatch(regs: &mut GuestRegs) {
         hypervisor_trap(regs);
         return;
     }
-    let mut guard = crate::domain::DOM0.lock();
+    if regs.vector == crate::smp::VECTOR_FLUSH {
+        // A TLB shootdown: answered at once, without the domain lock its sender holds.
+        external_interrupt(regs.vector);
+        return;
+    }
+    let mut guard = crate::domain::lock();
     let Some(dom) = guard.as_deref_mut() else {
         drop(guard);
         crate::fatal_frame("guest entry with no domain", regs);
@@ -78,20 +83,32 @@ pub extern "C" fn trap_dispatch(regs: &mut GuestRegs) {
         2 => crate::warn!("NMI while running d{}", dom.id),
         v => guest_exception(dom, regs, v),
     }
-    exit_to_guest(dom, regs);
+    let run = exit_to_guest(dom, regs);
+    drop(guard);
+    if !run {
+        crate::sched::idle_loop();
+    }
 }
 
-/// Work done on every return to a guest: stop it if it shut down, deliver a pending event
-/// upcall, and make the frame safe to IRET to.
-pub fn exit_to_guest(dom: &mut Domain, regs: &mut GuestRegs) {
+/// Work done on every return to a guest: stop it if it shut down, let the scheduler switch
+/// vCPUs, deliver a pending NMI or event upcall, and make the frame safe to IRET to. Returns
+/// false if this CPU has nothing left to run (see `sched::schedule`).
+pub fn exit_to_guest(dom: &mut Domain, regs: &mut GuestRegs) -> bool {
     crate::mm::exit_work(dom);
     crate::vcpu::check(dom);
     if let Some(s) = dom.shutdown {
-        let id = dom.id;
-        // Keep the domain around for the report, but leave the lock before stopping.
-        crate::domain_stopped(id, s);
+        // Keep the domain around for the report.
+        crate::domain_stopped(dom.id, s);
     }
-    crate::sched::schedule(dom, regs);
+    if !crate::sched::schedule(dom, regs) {
+        return false;
+    }
+    deliver(dom, regs)
+}
+
+/// The last part of the way back into the running vCPU: a pending NMI, then a pending event
+/// upcall, then the frame made safe for IRET. Returns false if the domain stopped instead.
+pub fn deliver(dom: &mut Domain, regs: &mut GuestRegs) -> bool {
     if let Some(s) = dom.shutdown {
         crate::domain_stopped(dom.id, s);
     }
@@ -105,8 +122,7 @@ pub fn exit_to_guest(dom: &mut Domain, regs: &mut GuestRegs) {
             dom.vcpus[cur].nmi_masked = true;
             if bounce(dom, regs, cb.address, &[], true).is_err() {
                 crash(dom, "fault while delivering an NMI");
-                exit_to_guest(dom, regs);
-                return;
+                crate::domain_stopped(dom.id, Shutdown::Crashed);
             }
         }
     }
@@ -117,13 +133,13 @@ pub fn exit_to_guest(dom: &mut Domain, regs: &mut GuestRegs) {
         let cb = v.event_callback;
         if bounce(dom, regs, cb.address, &[], true).is_err() {
             crash(dom, "fault while delivering an event upcall");
-            exit_to_guest(dom, regs);
-            return;
+            crate::domain_stopped(dom.id, Shutdown::Crashed);
         }
     }
     regs.cs |= 3;
     regs.ss |= 3;
     regs.rflags = (regs.rflags | RFLAGS_IF | 2) & !(RFLAGS_IOPL | RFLAGS_NT | RFLAGS_VM);
+    true
 }
 
 /// A data segment selector of the vCPU being loaded could not be loaded (null was loaded in
@@ -349,6 +365,11 @@ fn external_interrupt(vector: u64) {
     if crate::console::is_rx_vector(vector) {
         crate::console::rx_interrupt();
     } else {
+        if vector == crate::smp::VECTOR_FLUSH {
+            crate::smp::service();
+        }
+        // The reschedule IPI needs nothing more: the exit path looks at the flag its sender
+        // set. The local APIC gets its EOI here for it, the flush and the timer.
         crate::time::interrupt(vector);
     }
 }
@@ -365,7 +386,7 @@ fn hypervisor_trap(regs: &mut GuestRegs) {
         v if v >= 32 => external_interrupt(v),
         13 if regs.rip == crate::entry::iretq_address() => {
             // The guest context we tried to enter was refused by the CPU.
-            let mut guard = crate::domain::DOM0.lock();
+            let mut guard = crate::domain::lock();
             if let Some(dom) = guard.as_deref_mut() {
                 crash(dom, "invalid context on return to guest");
                 let id = dom.id;

@@ -97,11 +97,22 @@ fn timers(dom: &mut Domain) -> u64 {
             let _ = crate::events::send_virq(dom, i as u32, VIRQ_TIMER);
         }
     }
-    // Events raised above (or by the hypercall that led here) may end waits.
+    // Events raised above (or by the hypercall that led here) may end waits, or be due to a
+    // vCPU running on another CPU, which is then interrupted to take them.
+    let me = crate::percpu::cpu_id();
     for i in 0..dom.vcpus.len() {
-        if dom.vcpus[i].up && !matches!(dom.vcpus[i].wait, Wait::None) && wait_over(dom, i, now) {
-            dom.vcpus[i].wait = Wait::None;
-            crate::sched::wake(dom, i);
+        if !dom.vcpus[i].up {
+            continue;
+        }
+        if !matches!(dom.vcpus[i].wait, Wait::None) {
+            if wait_over(dom, i, now) {
+                dom.vcpus[i].wait = Wait::None;
+                crate::sched::wake(dom, i);
+            }
+        } else if let Some(c) = dom.vcpus[i].cpu.filter(|&c| c != me) {
+            if upcall_deliverable(dom, i) || dom.vcpus[i].nmi_pending {
+                crate::sched::kick(c);
+            }
         }
     }
     next
