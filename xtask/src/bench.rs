@@ -355,7 +355,7 @@ fn whole_workload(image: &Path, xen: &Path) -> Vec<Workload> {
         }
     };
     // Boot stops at init: the probe's workload size does not matter.
-    let modules = crate::linux::modules(&parts, &initrd, 1);
+    let modules = crate::linux::modules(&parts, &initrd, 1, 1);
     let append = crate::linux::append();
     let ours = linux_to_init(image, &modules, &append, "xenolith");
     let theirs = linux_to_init(xen, &modules, &append, "xen");

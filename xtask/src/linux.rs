@@ -214,6 +214,9 @@ else
     fail "MemTotal ${kb} kB for dom0_mem=${probe_mem_mb}M"
 fi
 
+n=$(grep -c ^processor /proc/cpuinfo)
+[ "$n" = "$probe_cpus" ] && ok "$n CPUs online (dom0 has a vCPU per CPU)" || fail "$n CPUs online, expected $probe_cpus"
+
 now=$(date +%s)
 skew=$((now - probe_host_time))
 [ "$skew" -ge -5 ] && [ "$skew" -le 300 ] && ok "wallclock $now, $skew s after the host started QEMU" \
@@ -315,20 +318,20 @@ pub fn append() -> String {
 }
 
 /// The module line: kernel with its command line, then the initrd.
-pub fn modules(parts: &LinuxParts, initrd: &Path, work_mb: u64) -> String {
+pub fn modules(parts: &LinuxParts, initrd: &Path, work_mb: u64, cpus: u32) -> String {
     let host = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
     format!(
-        "{} console=hvc0 earlyprintk=xen probe_host_time={host} probe_mem_mb={DOM0_MEM_MB} probe_work_mb={work_mb},{}",
+        "{} console=hvc0 earlyprintk=xen probe_host_time={host} probe_mem_mb={DOM0_MEM_MB} probe_work_mb={work_mb} probe_cpus={cpus},{}",
         parts.vmlinuz.display(),
         initrd.display()
     )
 }
 
 /// Boots the probe on one hypervisor image and waits for it to finish.
-pub fn boot_probe(image: &Path, modules: &str, timeout: Duration) -> Result<Outcome> {
+pub fn boot_probe(image: &Path, modules: &str, cpus: u32, timeout: Duration) -> Result<Outcome> {
     let done = |out: &str| {
         out.contains("probe: RESULT")
             && (out.contains("reboot: ")
@@ -338,11 +341,12 @@ pub fn boot_probe(image: &Path, modules: &str, timeout: Duration) -> Result<Outc
             || out.contains("Manual reset required")
     };
     let mem = MACHINE_MEM_MB.to_string();
+    let cpus = cpus.to_string();
     qemu::capture_with(
         image,
         modules,
         &append(),
-        &["-m", &mem],
+        &["-m", &mem, "-smp", &cpus],
         timeout,
         &done,
         Duration::from_millis(500),

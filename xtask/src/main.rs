@@ -23,7 +23,7 @@ commands:
                    console (or a test guest by name) 
   run-xen [GUEST]  the same guest on Debian's Xen 4.17, for comparison
   test             every test: host unit tests, clippy, and test guests on Xenolith and Xen 4.17
-  linux-probe [xenolith|xen]
+  linux-probe [xenolith|xen] [--smp]
                    boot Debian's Linux as dom0 on Xenolith and Xen 4.17 (or one) and run the probe
   bench [--no-linux]
                    time hypervisor paths (and Linux dom0 boot) on Xenolith and Xen 4.17 under
@@ -67,7 +67,7 @@ fn main() -> Result<()> {
         "linux-probe" => {
             deps::ensure_build()?;
             deps::ensure_qemu()?;
-            tests::linux_only(args.get(1).map(String::as_str))?;
+            tests::linux_only(&args[1..])?;
         }
         "try" => {
             deps::ensure_build()?;

@@ -517,7 +517,8 @@ pub fn run_all() -> Result<()> {
         guest_test(&t, &image, &xen, &mut tally)?;
     }
     println!("== Debian Linux as dom0");
-    linux_probe(&image, &xen, None, &mut tally)?;
+    linux_probe(&image, &xen, None, PROBE_UP, &mut tally)?;
+    linux_probe(&image, &xen, None, PROBE_SMP, &mut tally)?;
     println!("== malformed dom0 kernels");
     let hello = std::fs::read(target_dir().join("hello"))?;
     bad_kernel_test(
@@ -613,8 +614,36 @@ pub fn try_guest(args: &[String]) -> Result<()> {
 const LINUX_WORK_MB: u64 = 256;
 const LINUX_TIMEOUT: Duration = Duration::from_secs(900);
 
+/// One Linux probe run: its test name, CPUs (dom0 gets a vCPU per CPU) and workload.
+#[derive(Clone, Copy)]
+pub struct Probe {
+    pub name: &'static str,
+    pub cpus: u32,
+    pub work_mb: u64,
+}
+
+/// The main probe: one CPU, the full workload.
+pub const PROBE_UP: Probe = Probe {
+    name: "linux-dom0",
+    cpus: 1,
+    work_mb: LINUX_WORK_MB,
+};
+
+/// The SMP probe: two CPUs (dom0 with two vCPUs), a shorter workload.
+pub const PROBE_SMP: Probe = Probe {
+    name: "linux-dom0-smp",
+    cpus: 2,
+    work_mb: 32,
+};
+
 /// Debian's Linux as dom0 on Xenolith and on Xen 4.17, running the probe initramfs.
-fn linux_probe(image: &Path, xen: &Path, only: Option<&str>, tally: &mut Tally) -> Result<()> {
+fn linux_probe(
+    image: &Path,
+    xen: &Path,
+    only: Option<&str>,
+    probe: Probe,
+    tally: &mut Tally,
+) -> Result<()> {
     let parts = crate::linux::ensure_linux()?;
     let initrd = crate::linux::write_initramfs(&parts, crate::linux::Mode::Probe)?;
     let mut results = Vec::new();
@@ -622,9 +651,9 @@ fn linux_probe(image: &Path, xen: &Path, only: Option<&str>, tally: &mut Tally) 
         if only.is_some_and(|o| !who.starts_with(o)) {
             continue;
         }
-        let modules = crate::linux::modules(&parts, &initrd, LINUX_WORK_MB);
-        let o = crate::linux::boot_probe(img, &modules, LINUX_TIMEOUT)?;
-        save_log("linux-dom0", who, &o)?;
+        let modules = crate::linux::modules(&parts, &initrd, probe.work_mb, probe.cpus);
+        let o = crate::linux::boot_probe(img, &modules, probe.cpus, LINUX_TIMEOUT)?;
+        save_log(probe.name, who, &o)?;
         let passed = o.output.contains("probe: RESULT PASS");
         let init = crate::linux::time_to_init(&o.output);
         for l in o.output.lines().filter(|l| l.contains("probe: ")) {
@@ -643,9 +672,12 @@ fn linux_probe(image: &Path, xen: &Path, only: Option<&str>, tally: &mut Tally) 
             wall.as_secs_f64()
         );
         tally.record(
-            "linux-dom0",
+            probe.name,
             ok,
-            &format!("Debian {} as dom0 on {who}", parts.version),
+            &format!(
+                "Debian {} as dom0 with {} vCPU(s) on {who}",
+                parts.version, probe.cpus
+            ),
         );
         return Ok(());
     }
@@ -662,17 +694,22 @@ fn linux_probe(image: &Path, xen: &Path, only: Option<&str>, tally: &mut Tally) 
     );
     let ok = results.iter().all(|r| r.1);
     let detail = format!(
-        "Debian {} as dom0: Xenolith {}, Xen 4.17 {}",
+        "Debian {} as dom0 with {} vCPU(s): Xenolith {}, Xen 4.17 {}",
         parts.version,
+        probe.cpus,
         if results[0].1 { "PASS" } else { "FAIL" },
         if results[1].1 { "PASS" } else { "FAIL" }
     );
-    tally.record("linux-dom0", ok, &detail);
+    tally.record(probe.name, ok, &detail);
     Ok(())
 }
 
-/// `cargo xtask linux-probe`: only the Linux dom0 probe, on both hypervisors.
-pub fn linux_only(only: Option<&str>) -> Result<()> {
+/// `cargo xtask linux-probe [xenolith|xen] [--smp]`: only a Linux dom0 probe (the main one, or
+/// the two-CPU one), on both hypervisors or one.
+pub fn linux_only(args: &[String]) -> Result<()> {
+    let smp = args.iter().any(|a| a == "--smp");
+    let only = args.iter().map(String::as_str).find(|a| *a != "--smp");
+    let probe = if smp { PROBE_SMP } else { PROBE_UP };
     if let Some(o) = only.filter(|o| !["xenolith", "xen"].contains(o)) {
         bail!("linux-probe: unknown hypervisor {o:?} (xenolith or xen)");
     }
@@ -682,7 +719,7 @@ pub fn linux_only(only: Option<&str>) -> Result<()> {
         passed: 0,
         failed: Vec::new(),
     };
-    linux_probe(&image, &xen, only, &mut tally)?;
+    linux_probe(&image, &xen, only, probe, &mut tally)?;
     println!("{} passed, {} failed", tally.passed, tally.failed.len());
     if !tally.failed.is_empty() {
         bail!("the Linux probe failed");

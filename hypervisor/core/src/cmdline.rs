@@ -97,6 +97,8 @@ pub struct CmdLine {
     pub noreboot: bool,
     pub dom0_mem: MemSpec,
     pub dom0_max_vcpus: Option<(u32, u32)>,
+    /// `sched=`: only Xen's credit scheduler exists here.
+    pub sched: Option<String>,
     pub sync_console: bool,
     /// Port of an `isa-debug-exit` device to report dom0's shutdown reason to (test harness).
     pub debug_exit: Option<u16>,
@@ -119,6 +121,7 @@ impl Default for CmdLine {
             noreboot: false,
             dom0_mem: MemSpec::default(),
             dom0_max_vcpus: None,
+            sched: None,
             sync_console: false,
             debug_exit: None,
             hypercall_trace: false,
@@ -289,6 +292,8 @@ impl CmdLine {
                         _ => bad("expected <n> or <min>-<max>"),
                     }
                 }
+                ("sched", Some("credit")) => c.sched = Some(String::from("credit")),
+                ("sched", Some(_)) => bad("only the credit scheduler is available"),
                 ("hypercall_trace", None) => c.hypercall_trace = true,
                 ("hypercall_trace", Some(v)) => match parse_bool(v) {
                     Some(b) => c.hypercall_trace = b,
@@ -352,6 +357,17 @@ mod tests {
         assert_eq!(parse_size("12Q"), None);
         assert_eq!(parse_size("99999999999T"), None);
         assert_eq!(parse_size(""), None);
+    }
+
+    #[test]
+    fn sched_option() {
+        assert_eq!(
+            CmdLine::parse("sched=credit").sched.as_deref(),
+            Some("credit")
+        );
+        let c = CmdLine::parse("sched=credit2");
+        assert_eq!(c.sched, None);
+        assert_eq!(c.invalid.len(), 1);
     }
 
     #[test]

@@ -421,7 +421,10 @@ pub fn iret(c: &mut Ctx<'_>, _a: [u64; 5]) -> Outcome {
 pub fn sched_op(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
     let (cmd, arg) = (a[0], a[1]);
     match cmd {
-        0 => Ok(0).into(),
+        0 => {
+            crate::sched::yield_now();
+            Ok(0).into()
+        }
         1 => {
             crate::vcpu::block(c.dom);
             Ok(0).into()
@@ -929,6 +932,50 @@ pub fn domctl(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
             c.dom.max_pages = (kb >> 2).min(u64::from(u32::MAX));
             Ok(0).into()
         }
+        DOMCTL_SCHEDULER_OP => scheduler_op(c, a[0], domain),
         _ => Err(Errno::ENOSYS).into(),
+    }
+}
+
+/// XEN_DOMCTL_scheduler_op.
+const DOMCTL_SCHEDULER_OP: u32 = 16;
+/// XEN_SCHEDULER_CREDIT: the only scheduler here.
+const SCHEDULER_CREDIT: u32 = 5;
+
+/// XEN_DOMCTL_scheduler_op for the credit scheduler: getinfo reads a domain's weight and cap,
+/// putinfo sets them (weight 0 and cap 0xffff leave them as they are). Another scheduler id, or
+/// the per-vCPU sub-ops, get -EINVAL as from Xen's credit scheduler.
+fn scheduler_op(c: &mut Ctx<'_>, arg: u64, domain: u16) -> Outcome {
+    if domain != c.dom.id {
+        return Err(Errno::ESRCH).into();
+    }
+    let mut op = [0u8; 0x1c];
+    if let Err(e) = c.mem().read(arg, &mut op) {
+        return Err(e).into();
+    }
+    let sched_id = u32::from_le_bytes([op[0x10], op[0x11], op[0x12], op[0x13]]);
+    let cmd = u32::from_le_bytes([op[0x14], op[0x15], op[0x16], op[0x17]]);
+    if sched_id != SCHEDULER_CREDIT {
+        return Err(Errno::EINVAL).into();
+    }
+    let weight = u16::from_le_bytes([op[0x18], op[0x19]]);
+    let cap = u16::from_le_bytes([op[0x1a], op[0x1b]]);
+    match cmd {
+        0 => crate::sched::set_credit(
+            c.dom.id,
+            (weight != 0).then_some(weight),
+            (cap != u16::MAX).then_some(u32::from(cap)),
+        )
+        .map(|()| 0)
+        .into(),
+        1 => match crate::sched::credit(c.dom.id) {
+            Ok((w, cap)) => {
+                op[0x18..0x1a].copy_from_slice(&w.to_le_bytes());
+                op[0x1a..0x1c].copy_from_slice(&(cap.min(0xfffe) as u16).to_le_bytes());
+                c.mem().write(arg, &op).map(|()| 0).into()
+            }
+            Err(e) => Err(e).into(),
+        },
+        _ => Err(Errno::EINVAL).into(),
     }
 }

@@ -104,6 +104,38 @@ pub fn sleep(dom: &mut Domain, v: usize) {
     }
 }
 
+/// A domain's credit weight and cap.
+pub fn credit(dom: u16) -> Result<(u16, u32), xen_abi::errno::Errno> {
+    POLICY
+        .lock()
+        .as_ref()
+        .ok_or(xen_abi::errno::Errno::ESRCH)?
+        .domain_params(DomId(dom))
+}
+
+/// Sets a domain's credit weight and/or cap.
+pub fn set_credit(
+    dom: u16,
+    weight: Option<u16>,
+    cap: Option<u32>,
+) -> Result<(), xen_abi::errno::Errno> {
+    let mut g = POLICY.lock();
+    let p = g.as_mut().ok_or(xen_abi::errno::Errno::ESRCH)?;
+    if let Some(w) = weight {
+        p.set_weight(DomId(dom), w)?;
+    }
+    if let Some(c) = cap {
+        p.set_cap(DomId(dom), c)?;
+    }
+    Ok(())
+}
+
+/// SCHEDOP_yield: the running vCPU lets the policy choose again on the way out (it goes to the
+/// back of its class, behind any other runnable vCPU of the same priority).
+pub fn yield_now() {
+    RESCHED[crate::percpu::cpu_id()].store(true, Ordering::Release);
+}
+
 /// Lets the policy choose for this CPU at `now`; also pokes the CPU it says should choose too.
 fn pick(me: usize, now: u64) -> Option<usize> {
     RESCHED[me].store(false, Ordering::Relaxed);

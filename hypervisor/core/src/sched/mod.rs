@@ -299,6 +299,12 @@ impl Scheduler {
         Ok(())
     }
 
+    /// A domain's weight and cap. Errors: `-ESRCH`.
+    pub fn domain_params(&self, dom: DomId) -> Result<(u16, u32), Errno> {
+        let d = self.doms.get(&dom).ok_or(Errno::ESRCH)?;
+        Ok((d.weight, d.cap))
+    }
+
     /// Sets a domain's cap in percent of one pCPU (0 = none); takes effect at the next accounting.
     /// Errors: `-ESRCH`.
     pub fn set_cap(&mut self, dom: DomId, cap: u32) -> Result<(), Errno> {

@@ -310,6 +310,11 @@ fn management_errors() {
     assert_eq!(s.set_weight(DomId(2), 5), Err(Errno::ESRCH));
     assert_eq!(s.set_weight(DomId(1), 0), Err(Errno::EINVAL));
     assert_eq!(s.set_cap(DomId(2), 5), Err(Errno::ESRCH));
+    assert_eq!(s.domain_params(DomId(2)), Err(Errno::ESRCH));
+    assert_eq!(s.domain_params(DomId(1)), Ok((DEFAULT_WEIGHT, 0)));
+    s.set_weight(DomId(1), 512).unwrap();
+    s.set_cap(DomId(1), 50).unwrap();
+    assert_eq!(s.domain_params(DomId(1)), Ok((512, 50)));
     let idle = Decision {
         vcpu: None,
         run_for_ns: u64::MAX,
