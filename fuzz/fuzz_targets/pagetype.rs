@@ -19,6 +19,7 @@ impl FrameMemory for Mem {
         self.0.entry(mfn).or_insert([0; 512])[idx] = val;
     }
     fn init_hypervisor_l4_slots(&mut self, _mfn: Mfn) {}
+    fn flush_tlbs(&mut self) {}
 }
 
 const D: Dom = Dom { id: 1, io: false, xen_pages: false };

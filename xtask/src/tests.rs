@@ -648,7 +648,8 @@ fn linux_probe(
     let initrd = crate::linux::write_initramfs(&parts, crate::linux::Mode::Probe)?;
     let mut results = Vec::new();
     for (who, img) in [("xenolith", image), ("xen-4.17", xen)] {
-        if only.is_some_and(|o| !who.starts_with(o)) {
+        // "xen" names Xen 4.17 only, not Xenolith.
+        if only.is_some_and(|o| !(who == o || who == "xen-4.17" && o == "xen")) {
             continue;
         }
         let modules = crate::linux::modules(&parts, &initrd, probe.work_mb, probe.cpus);

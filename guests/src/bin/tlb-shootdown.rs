@@ -11,21 +11,25 @@
 //!   `update_va_mapping(UVMF_INVLPG | UVMF_ALL)`: vCPU 1 reads B's contents
 //!   soon after. Then back to A with `mmu_update` (no flush) plus
 //!   `MMUEXT_TLB_FLUSH_ALL`: vCPU 1 reads A's again.
-//! * vCPU 1 writes VA W (frame F, writable) in a loop; vCPU 0 unmaps W with
-//!   no flush requested and pins F as an L1 table (0): from then on vCPU 1's
-//!   next write faults (#PF through its own trap table) instead of landing
-//!   in the page table, whose entry 0 stays as it was at the pin.
+//! * vCPU 1 writes VA W (frame F, writable) in a loop; vCPU 0, in one
+//!   multicall, unmaps W with no flush requested and pins F as an L1 table
+//!   (0 each): from then on vCPU 1's next write faults (#PF through its own
+//!   trap table) instead of landing in the page table, whose entry 0 stays as
+//!   it was at the pin.
 #![no_std]
 #![no_main]
 
 use core::arch::global_asm;
 use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
+use xen_abi::hypercall as nr;
 use xen_abi::layout::FLAT_KERNEL_CS;
 use xen_abi::mmu::{
-    MmuUpdate, MMUEXT_TLB_FLUSH_ALL, MMU_NORMAL_PT_UPDATE, UVMF_ALL, UVMF_INVLPG, UVMF_NONE,
+    MmuUpdate, MmuextOp, MMUEXT_PIN_L1_TABLE, MMUEXT_TLB_FLUSH_ALL, MMU_NORMAL_PT_UPDATE, UVMF_ALL,
+    UVMF_INVLPG, UVMF_NONE,
 };
 use xen_abi::trap::TrapInfo;
+use xen_abi::types::DOMID_SELF;
 use xen_abi::vcpu::{VCPUOP_DOWN, VCPUOP_UP};
 use xenolith_guests::mm::{self, fill_page, Mm, KERNEL_RO, KERNEL_RW};
 use xenolith_guests::{
@@ -168,7 +172,7 @@ fn run(boot: &Boot) -> Verdict {
         val: (a.mfn << 12) | KERNEL_RO,
     }];
     // SAFETY: the request rewrites the test's own L1 entry for X.
-    let r = unsafe { hypercall::mmu_update(&req, xen_abi::types::DOMID_SELF) };
+    let r = unsafe { hypercall::mmu_update(&req, DOMID_SELF) };
     check_eq!(t, r, Ok(1), "mmu_update(X -> A)");
     check_eq!(
         t,
@@ -189,10 +193,30 @@ fn run(boot: &Boot) -> Verdict {
     let c0 = COUNT.load(SeqCst);
     let writing = wait_for(port, 1000 * MS, || COUNT.load(SeqCst) > c0 + 1000);
     check!(t, writing, "vCPU 1 does not write W");
-    // SAFETY: W is the test's own mapping.
-    let r = unsafe { hypercall::update_va_mapping(VA_W, 0, UVMF_NONE) };
-    check_eq!(t, r, Ok(0), "update_va_mapping(W -> none, no flush)");
-    check_eq!(t, mm::pin(1, f.mfn), Ok(()), "pin F as an L1 table");
+    // Unmap and pin in one multicall: the flush cannot wait for the end of the hypercall.
+    let pin = [MmuextOp {
+        cmd: MMUEXT_PIN_L1_TABLE,
+        pad: 0,
+        arg1: f.mfn,
+        arg2: 0,
+    }];
+    let mut calls = [
+        mm::mc_entry(nr::UPDATE_VA_MAPPING, &[VA_W, 0, UVMF_NONE]),
+        mm::mc_entry(
+            nr::MMUEXT_OP,
+            &[pin.as_ptr() as u64, 1, 0, u64::from(DOMID_SELF)],
+        ),
+    ];
+    // SAFETY: the calls unmap the test's own W and pin its own frame F.
+    let r = unsafe { mm::multicall(&mut calls) };
+    check_eq!(t, r, Ok(0), "multicall");
+    check_eq!(
+        t,
+        calls[0].result,
+        0,
+        "update_va_mapping(W -> none, no flush)"
+    );
+    check_eq!(t, calls[1].result, 0, "pin F as an L1 table");
     let at_pin = mm::read_entry(f.mfn, 0);
     let faulted = wait_for(port, 1000 * MS, || TLB_PF_COUNT.load(SeqCst) >= 1);
     check!(

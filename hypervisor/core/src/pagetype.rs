@@ -130,6 +130,11 @@ pub struct PageInfo {
     pub validated: bool,
     /// The domain still holds the frame as RAM (Xen's PGC_allocated).
     pub allocated: bool,
+    /// `FrameTable::tlb_clock` when the frame last lost its type: until the next flush, TLBs
+    /// may still hold writable translations of it, or paging-structure entries made from it.
+    pub tlb_stamp: u32,
+    /// The type it lost then was a table or descriptor page.
+    pub was_table: bool,
 }
 
 /// Access to the contents of page-table and descriptor frames.
@@ -141,6 +146,8 @@ pub trait FrameMemory {
     /// Fills the hypervisor's slots (256-271) of an L4 that has just been validated, so it
     /// can be loaded into CR3.
     fn init_hypervisor_l4_slots(&mut self, mfn: Mfn);
+    /// Flushes the TLBs of every CPU that may run the domain, and returns once they are done.
+    fn flush_tlbs(&mut self);
 }
 
 /// The domain on whose behalf an operation runs.
@@ -223,9 +230,12 @@ pub struct FrameTable {
     /// Domain frames whose last reference went after their owner gave them up: the caller
     /// frees them and adjusts the owner's page count.
     pub freed: Vec<(Mfn, u16)>,
-    /// Set when a frame stopped being a page table or descriptor page: translations cached
-    /// from it must be flushed before the guest runs again.
+    /// Set when frames were freed (pushed to `freed`): TLBs may still hold translations of
+    /// them, so they must be flushed before the frames are reused.
     pub flush_needed: bool,
+    /// Counts TLB flushes done through `FrameMemory::flush_tlbs` (starts at 1; see
+    /// `PageInfo::tlb_stamp`).
+    pub tlb_clock: u32,
 }
 
 impl FrameTable {
@@ -235,6 +245,7 @@ impl FrameTable {
             info: vec![PageInfo::default(); nr_frames as usize],
             phys_limit: 1 << (52 - 12),
             flush_needed: false,
+            tlb_clock: 1,
             freed: Vec::new(),
         }
     }
@@ -368,6 +379,7 @@ impl FrameTable {
             *p = PageInfo::default();
             if let Owner::Domain(d) = owner {
                 self.freed.push((mfn, d));
+                self.flush_needed = true;
                 return true;
             }
         }
@@ -405,7 +417,15 @@ impl FrameTable {
             self.slot(mfn)?.type_count += 1;
             return Ok(());
         }
-        // Type count zero: the frame may take a new type.
+        // Type count zero: the frame may take a new type. If it lost its last type since the
+        // last flush, another CPU may still write it through a stale writable translation (or
+        // walk it as the table it was): a table or descriptor type, or any type after a table,
+        // needs every TLB flushed first, or the contents validated below could change under
+        // the hypervisor's feet.
+        if p.tlb_stamp == self.tlb_clock && (ty.needs_validation() || p.was_table) {
+            mem.flush_tlbs();
+            self.tlb_clock = self.tlb_clock.wrapping_add(1).max(1);
+        }
         {
             let s = self.slot(mfn)?;
             s.ty = ty;
@@ -426,6 +446,7 @@ impl FrameTable {
 
     /// Drops a type reference; the last one devalidates a table, releasing what it holds.
     pub fn put_page_type(&mut self, mem: &mut dyn FrameMemory, mfn: Mfn) {
+        let clock = self.tlb_clock;
         let Ok(p) = self.slot(mfn) else { return };
         debug_assert!(p.type_count > 0, "put_page_type on untyped frame {mfn:#x}");
         p.type_count = p.type_count.saturating_sub(1);
@@ -433,9 +454,10 @@ impl FrameTable {
             let ty = p.ty;
             p.validated = false;
             p.ty = PageType::None;
+            p.tlb_stamp = clock;
+            p.was_table = ty.needs_validation();
             if ty.needs_validation() {
                 self.devalidate(mem, mfn, ty);
-                self.flush_needed = true;
             }
         }
     }
@@ -669,9 +691,6 @@ impl FrameTable {
         let extra = self.get_entry_refs(mem, level, table, new, dom)?;
         mem.write(table, idx, adjusted | extra);
         self.put_entry_refs(mem, level, table, old);
-        if old & pte::PRESENT != 0 {
-            self.flush_needed = true;
-        }
         Ok(())
     }
 

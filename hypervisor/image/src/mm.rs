@@ -263,6 +263,9 @@ impl FrameMemory for DirectFrames {
     fn init_hypervisor_l4_slots(&mut self, mfn: u64) {
         install_hypervisor_slots(table_of(mfn));
     }
+    fn flush_tlbs(&mut self) {
+        crate::smp::flush_tlb_all();
+    }
 }
 
 static FRAME_TABLE: Mutex<Option<FrameTable>> = Mutex::new(None);
@@ -307,9 +310,10 @@ fn release(dom: &mut crate::domain::Domain, freed: alloc::vec::Vec<(u64, u16)>) 
     }
 }
 
-/// The frame-table work due on every return to a guest, under one lock acquisition: frees the
-/// frames released since the last return, then flushes the TLB if a frame stopped being a page
-/// table.
+/// The frame-table work due on every return to a guest, under one lock acquisition: flushes
+/// every TLB if frames were freed since the last return, then returns those frames to the
+/// allocator. (A frame that lost a mapping is flushed for when it takes a new type; see
+/// `PageInfo::tlb_stamp`.)
 pub fn exit_work(dom: &mut crate::domain::Domain) {
     let (freed, flush) = with_frames(|ft, _| {
         let freed = if ft.freed.is_empty() {
@@ -319,10 +323,11 @@ pub fn exit_work(dom: &mut crate::domain::Domain) {
         };
         (freed, core::mem::take(&mut ft.flush_needed))
     });
-    release(dom, freed);
+    // Freed frames go back to the allocator only once no TLB can reach them.
     if flush {
         crate::smp::flush_tlb_all();
     }
+    release(dom, freed);
 }
 
 /// Runs `f` with the frame table. Lock order: a domain's lock, then this one; `f` must not
@@ -335,7 +340,7 @@ pub fn with_frames<R>(f: impl FnOnce(&mut FrameTable, &mut DirectFrames) -> R) -
     }
 }
 
-/// Flushes every CPU's TLB if a frame stopped being a page table since the last check.
+/// Flushes every CPU's TLB if frames were freed since the last check.
 pub fn flush_if_needed() {
     let need = with_frames(|ft, _| core::mem::take(&mut ft.flush_needed));
     if need {

@@ -6,9 +6,9 @@ use proptest::prelude::*;
 
 use super::*;
 
-/// Frame contents for tests.
+/// Frame contents for tests, and the number of TLB flushes asked for.
 #[derive(Default)]
-struct Mem(HashMap<Mfn, [u64; 512]>);
+struct Mem(HashMap<Mfn, [u64; 512]>, usize);
 
 impl FrameMemory for Mem {
     fn read(&self, mfn: Mfn, idx: usize) -> u64 {
@@ -20,6 +20,9 @@ impl FrameMemory for Mem {
     fn init_hypervisor_l4_slots(&mut self, mfn: Mfn) {
         // A marker the tests can see; validation never looks at these slots.
         self.write(mfn, 257, 0xdead_0000);
+    }
+    fn flush_tlbs(&mut self) {
+        self.1 += 1;
     }
 }
 
@@ -70,6 +73,40 @@ fn pin_l1_takes_writable_refs_of_rw_mappings() {
     assert_eq!(ft.get(2).unwrap().count, 1);
     assert_eq!(ft.get(2).unwrap().type_count, 0);
     assert_eq!(ft.get(1).unwrap().count, 1);
+}
+
+#[test]
+fn retyping_after_a_dropped_mapping_flushes_first() {
+    let (mut ft, mut mem) = setup();
+    // Frame 2 mapped writable by L1 frame 1, then the mapping goes.
+    mem.write(1, 0, e(2, pte::RW));
+    ft.pin(&mut mem, 1, 1, D).unwrap();
+    assert_eq!(mem.1, 0);
+    ft.mod_entry(&mut mem, 1, 0, 0, D, false).unwrap();
+    assert_eq!(ft.get(2).unwrap().type_count, 0);
+    // No flush to map it writable again; a flush before it becomes a table.
+    ft.get_page_and_type(&mut mem, 2, PageType::Writable, D)
+        .unwrap();
+    assert_eq!(mem.1, 0);
+    ft.put_page_and_type(&mut mem, 2);
+    ft.pin(&mut mem, 2, 1, D).unwrap();
+    assert_eq!(mem.1, 1);
+    // A frame never mapped becomes a table without a flush; after a flush, an old drop no
+    // longer asks for one.
+    ft.pin(&mut mem, 3, 1, D).unwrap();
+    assert_eq!(mem.1, 1);
+    ft.unpin(&mut mem, 3, D).unwrap();
+    // Frame 3 stopped being a table: even a writable mapping of it waits for a flush.
+    ft.get_page_and_type(&mut mem, 3, PageType::Writable, D)
+        .unwrap();
+    assert_eq!(mem.1, 2);
+    ft.put_page_and_type(&mut mem, 3);
+    ft.get_page_and_type(&mut mem, 3, PageType::Writable, D)
+        .unwrap();
+    assert_eq!(mem.1, 2);
+    ft.put_page_and_type(&mut mem, 3);
+    ft.unpin(&mut mem, 2, D).unwrap();
+    ft.unpin(&mut mem, 1, D).unwrap();
 }
 
 #[test]
