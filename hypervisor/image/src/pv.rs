@@ -422,7 +422,7 @@ pub fn sched_op(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
     let (cmd, arg) = (a[0], a[1]);
     match cmd {
         0 => {
-            crate::sched::yield_now();
+            crate::sched::yield_now(c.dom, c.vcpu);
             Ok(0).into()
         }
         1 => {

@@ -66,6 +66,7 @@ pub fn init(dom: &mut Domain) {
     SLICE_END[me].store(now.saturating_add(d.run_for_ns), Ordering::Relaxed);
     *POLICY.lock() = Some(policy);
     crate::percpu::set_vcpu(first);
+    crate::smp::set_active(true);
     dom.vcpus[first].cpu = Some(me);
 }
 
@@ -130,9 +131,12 @@ pub fn set_credit(
     Ok(())
 }
 
-/// SCHEDOP_yield: the running vCPU lets the policy choose again on the way out (it goes to the
-/// back of its class, behind any other runnable vCPU of the same priority).
-pub fn yield_now() {
+/// SCHEDOP_yield: the running vCPU `v` lets the policy choose again on the way out, and any
+/// other vCPU that may run on this CPU goes first.
+pub fn yield_now(dom: &Domain, v: usize) {
+    if let Some(p) = POLICY.lock().as_mut() {
+        let _ = p.yield_vcpu(unit(dom, v));
+    }
     RESCHED[crate::percpu::cpu_id()].store(true, Ordering::Release);
 }
 
@@ -176,6 +180,7 @@ pub fn schedule(dom: &mut Domain, regs: &mut GuestRegs) -> bool {
         None => {
             save(dom, regs, cur);
             crate::percpu::set_vcpu(NO_VCPU as usize);
+            crate::smp::set_active(false);
             false
         }
     }
@@ -246,6 +251,7 @@ fn save(dom: &mut Domain, regs: &GuestRegs, from: usize) {
 /// Loads vCPU `to` on this CPU: its registers into `regs`, the rest into the hardware.
 fn enter_vcpu(dom: &mut Domain, regs: &mut GuestRegs, to: usize) {
     let me = crate::percpu::cpu_id();
+    crate::smp::set_active(true);
     crate::percpu::set_vcpu(to);
     dom.vcpus[to].cpu = Some(me);
     *regs = dom.vcpus[to].regs;

@@ -32,6 +32,14 @@ static ONLINE: AtomicUsize = AtomicUsize::new(1);
 static APIC_ID: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
 /// A TLB flush asked of each CPU and not yet done.
 static FLUSH: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+/// Each CPU runs a vCPU (changed under the domain lock). An idle CPU needs no shootdown: it
+/// reloads CR3, which flushes its TLB, before it runs guest code again.
+static ACTIVE: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+
+/// Records whether this CPU runs a vCPU.
+pub fn set_active(on: bool) {
+    ACTIVE[crate::percpu::cpu_id()].store(on, Ordering::Release);
+}
 
 // Real mode at TRAMPOLINE with CS = 0x800: load a flat GDT, enter protected mode, turn on PAE,
 // long mode and paging with the boot page tables (they identity-map low memory and map the
@@ -269,9 +277,9 @@ pub fn send_ipi(cpu: usize, vector: u64) {
     crate::time::lapic_write(APIC_ICR_LO, ICR_ASSERT | vector as u32);
 }
 
-/// Flushes the TLB of this CPU and of every other online CPU, and returns when all are done.
-/// Called with the domain lock held; the others answer from the IPI or while they wait for
-/// that lock (`service`).
+/// Flushes the TLB of this CPU and of every other online CPU that runs a vCPU, and returns when
+/// all are done. Called with the domain lock held; the others answer from the IPI or while
+/// they wait for that lock (`service`).
 pub fn flush_tlb_all() {
     xenolith_arch::instr::flush_tlb_local();
     let me = crate::percpu::cpu_id();
@@ -280,7 +288,7 @@ pub fn flush_tlb_all() {
         return;
     }
     for (c, f) in FLUSH.iter().enumerate().take(n) {
-        if c != me {
+        if c != me && ACTIVE[c].load(Ordering::Acquire) {
             f.store(true, Ordering::Release);
             send_ipi(c, VECTOR_FLUSH);
         }

@@ -155,6 +155,8 @@ struct Vcpu {
     runtime: u64,
     /// Allowed pCPUs (bitmap); `None`: all.
     affinity: Option<Vec<u64>>,
+    /// Yielded while running: the next `pick_next` on its pCPU prefers any other vCPU.
+    yielded: bool,
 }
 
 impl Vcpu {
@@ -277,6 +279,7 @@ impl Scheduler {
                 boost_used: 0,
                 runtime: 0,
                 affinity: None,
+                yielded: false,
             },
         );
         Ok(())
@@ -394,6 +397,14 @@ impl Scheduler {
             }
         }
         victim.map(|(i, _)| i)
+    }
+
+    /// The running vCPU `id` yields: at the next `pick_next` of its pCPU, any other vCPU that
+    /// may run there goes first, whatever its class. Errors: `-ENOENT`.
+    pub fn yield_vcpu(&mut self, id: UnitId) -> Result<(), Errno> {
+        let v = self.vcpus.get_mut(&id).ok_or(Errno::ENOENT)?;
+        v.yielded = matches!(v.state, RunState::Running(_));
+        Ok(())
     }
 
     /// Blocks a vCPU (if running, it is charged up to `now_ns`). Returns the pCPU that was running
@@ -603,8 +614,12 @@ impl Scheduler {
             };
         }
         self.account(now_ns);
+        let mut yielded = None;
         if let Some(prev) = self.cpus.get_mut(cpu).and_then(|c| c.curr.take()) {
             if let Some(v) = self.vcpus.get_mut(&prev) {
+                if core::mem::take(&mut v.yielded) {
+                    yielded = Some(prev);
+                }
                 if v.state == RunState::Running(cpu) {
                     v.state = RunState::Runnable;
                     self.enqueue(prev);
@@ -614,11 +629,15 @@ impl Scheduler {
         let next_acct = self.next_acct.unwrap_or(now_ns);
         let to_acct = next_acct.saturating_sub(now_ns).max(1);
         let mut chosen = None;
-        'classes: for q in self.runq.iter_mut() {
-            for (i, id) in q.iter().enumerate() {
-                if self.vcpus.get(id).is_some_and(|v| v.may_run_on(cpu)) {
-                    chosen = q.remove(i);
-                    break 'classes;
+        // A vCPU that yielded runs again only if nothing else may run here, whatever the
+        // other's class (Xen's credit puts it behind one lower-priority vCPU).
+        'passes: for skip in [yielded, None] {
+            for q in self.runq.iter_mut() {
+                for (i, id) in q.iter().enumerate() {
+                    if Some(*id) != skip && self.vcpus.get(id).is_some_and(|v| v.may_run_on(cpu)) {
+                        chosen = q.remove(i);
+                        break 'passes;
+                    }
                 }
             }
         }

@@ -342,6 +342,43 @@ fn management_errors() {
 }
 
 #[test]
+fn yield_lets_a_lower_class_run() {
+    let mut s = Scheduler::new(1);
+    s.add_domain(DomId(1), DEFAULT_WEIGHT, 0).unwrap();
+    s.add_vcpu(u(1, 0)).unwrap();
+    s.add_vcpu(u(1, 1)).unwrap();
+    s.wake(u(1, 0)).unwrap();
+    assert_eq!(s.pick_next(0, 0).vcpu, Some(u(1, 0)));
+    // vCPU 1 wakes and runs its boost out; vCPU 0 then runs until vCPU 1 is the only one in
+    // a worse class.
+    s.wake(u(1, 1)).unwrap();
+    let mut now = 0;
+    let mut other_ran = false;
+    for _ in 0..200 {
+        now += 1_000_000;
+        let d = s.pick_next(0, now);
+        if d.vcpu == Some(u(1, 1)) {
+            other_ran = true;
+        }
+    }
+    assert!(other_ran);
+    // Whichever runs, a yield hands the CPU to the other at once.
+    for _ in 0..20 {
+        let cur = s.current(0).unwrap();
+        s.yield_vcpu(cur).unwrap();
+        now += 1000;
+        let next = s.pick_next(0, now).vcpu.unwrap();
+        assert_ne!(next, cur, "a yield did not switch");
+    }
+    // Alone, a yielding vCPU keeps the CPU.
+    s.block(u(1, 1), now).unwrap();
+    let cur = s.pick_next(0, now).vcpu.unwrap();
+    s.yield_vcpu(cur).unwrap();
+    assert_eq!(s.pick_next(0, now + 1000).vcpu, Some(cur));
+    assert_eq!(s.yield_vcpu(u(1, 7)), Err(Errno::ENOENT));
+}
+
+#[test]
 fn set_weight_changes_shares() {
     let mut sim = Sim::new(1);
     sim.domain(1, 256, 0, 1);
