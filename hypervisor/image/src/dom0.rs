@@ -111,6 +111,8 @@ pub fn build(cmd: &CmdLine, bi: &BootInfo) -> Result<Box<Domain>, BuildError> {
             1 << 17,
         ),
         fifo: crate::events::FifoFrames::default(),
+        next_due: 0,
+        waiting: 0,
         cmos_index: 0,
         pci_cf8: 0,
     };

@@ -226,6 +226,10 @@ pub struct Domain {
     pub evtchn: xenolith_core::evtchn::EvtchnDomain,
     /// Frames of the FIFO event-channel ABI, if the guest switched to it.
     pub fifo: crate::events::FifoFrames,
+    /// When the next timer event of any vCPU is due (system time; 0: work it out again).
+    pub next_due: u64,
+    /// vCPUs whose `wait` is not `Wait::None`.
+    pub waiting: u32,
     /// Virtual CMOS index register (port 0x70) and PCI address register (0xcf8).
     pub cmos_index: u8,
     pub pci_cf8: u32,

@@ -315,14 +315,17 @@ fn release(dom: &mut crate::domain::Domain, freed: alloc::vec::Vec<(u64, u16)>) 
 /// allocator. (A frame that lost a mapping is flushed for when it takes a new type; see
 /// `PageInfo::tlb_stamp`.)
 pub fn exit_work(dom: &mut crate::domain::Domain) {
-    let (freed, flush) = with_frames(|ft, _| {
-        let freed = if ft.freed.is_empty() {
-            alloc::vec::Vec::new()
+    let work = with_frames(|ft, _| {
+        if ft.freed.is_empty() && !ft.flush_needed {
+            None
         } else {
-            core::mem::take(&mut ft.freed)
-        };
-        (freed, core::mem::take(&mut ft.flush_needed))
+            Some((
+                core::mem::take(&mut ft.freed),
+                core::mem::take(&mut ft.flush_needed),
+            ))
+        }
     });
+    let Some((freed, flush)) = work else { return };
     // Freed frames go back to the allocator only once no TLB can reach them.
     if flush {
         crate::smp::flush_tlb_all();

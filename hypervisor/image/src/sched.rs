@@ -151,14 +151,14 @@ fn pick(me: usize, now: u64) -> Option<usize> {
     d.vcpu.map(|u| u.vcpu.0 as usize)
 }
 
-/// Runs on every return to the guest: if the slice is over, a wake-up asked for it, or the
-/// running vCPU cannot go on, lets the policy choose and switches to its choice. Returns false
+/// Runs on every return to the guest (at system time `now`): if the slice is over, a wake-up
+/// asked for it, or the running vCPU cannot go on, lets the policy choose and switches to its
+/// choice. Returns false
 /// if nothing is left to run here: the running vCPU's state has been saved and the caller must
 /// give up the domain lock and go to `idle_loop`.
-pub fn schedule(dom: &mut Domain, regs: &mut GuestRegs) -> bool {
+pub fn schedule(dom: &mut Domain, regs: &mut GuestRegs, now: u64) -> bool {
     let me = crate::percpu::cpu_id();
     let cur = crate::percpu::vcpu();
-    let now = crate::time::now_ns();
     if !RESCHED[me].load(Ordering::Acquire)
         && now < SLICE_END[me].load(Ordering::Relaxed)
         && dom.vcpus[cur].runnable()

@@ -95,12 +95,12 @@ pub extern "C" fn trap_dispatch(regs: &mut GuestRegs) {
 /// false if this CPU has nothing left to run (see `sched::schedule`).
 pub fn exit_to_guest(dom: &mut Domain, regs: &mut GuestRegs) -> bool {
     crate::mm::exit_work(dom);
-    crate::vcpu::check(dom);
+    let now = crate::vcpu::check_exit(dom);
     if let Some(s) = dom.shutdown {
         // Keep the domain around for the report.
         crate::domain_stopped(dom.id, s);
     }
-    if !crate::sched::schedule(dom, regs) {
+    if !crate::sched::schedule(dom, regs, now) {
         return false;
     }
     deliver(dom, regs)

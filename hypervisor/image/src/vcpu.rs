@@ -45,16 +45,40 @@ pub const DEFAULT_PERIOD_NS: u64 = 10_000_000;
 /// and arms the local APIC for the next event (a timer, a poll timeout, a refresh, the end of
 /// the running vCPU's slice). Runs on every return to the guest and while the CPU idles.
 pub fn check(dom: &mut Domain) {
-    let next = timers(dom);
-    crate::time::set_deadline(Some(next.min(crate::sched::slice_end())));
+    dom.next_due = 0;
+    check_exit(dom);
 }
 
-/// The work of `check`; returns when the next timer event is due.
-fn timers(dom: &mut Domain) -> u64 {
+/// `check` as every return to the guest runs it: the vCPUs' timers are only looked at once
+/// the earliest of them is due (callers that change a timer use `check`). Returns the system
+/// time it worked with.
+pub fn check_exit(dom: &mut Domain) -> u64 {
     let now = crate::time::now_ns();
+    let next = timers(dom, now);
+    crate::time::set_deadline(Some(next.min(crate::sched::slice_end())));
+    now
+}
+
+/// The work of `check` at system time `now`; returns when the next timer event is due.
+fn timers(dom: &mut Domain, now: u64) -> u64 {
     if dom.privileged && crate::console::take_rx_notify() {
         let _ = crate::events::send_virq(dom, 0, VIRQ_CONSOLE);
     }
+    let next = if now >= dom.next_due {
+        let n = fire_timers(dom, now);
+        dom.next_due = n;
+        n
+    } else {
+        dom.next_due
+    };
+    if dom.waiting > 0 || (dom.vcpus.len() > 1 && crate::smp::online() > 1) {
+        end_waits(dom, now);
+    }
+    next
+}
+
+/// Fires due timers of every vCPU and refreshes clock records; returns when the next is due.
+fn fire_timers(dom: &mut Domain, now: u64) -> u64 {
     let mut next = u64::MAX;
     let mut stamped = false;
     for i in 0..dom.vcpus.len() {
@@ -97,8 +121,12 @@ fn timers(dom: &mut Domain) -> u64 {
             let _ = crate::events::send_virq(dom, i as u32, VIRQ_TIMER);
         }
     }
-    // Events raised above (or by the hypercall that led here) may end waits, or be due to a
-    // vCPU running on another CPU, which is then interrupted to take them.
+    next
+}
+
+/// Ends the waits that are over (events raised by the timers or by the hypercall that led
+/// here), and interrupts other CPUs whose vCPU has an event or NMI to take.
+fn end_waits(dom: &mut Domain, now: u64) {
     let me = crate::percpu::cpu_id();
     for i in 0..dom.vcpus.len() {
         if !dom.vcpus[i].up {
@@ -107,6 +135,7 @@ fn timers(dom: &mut Domain) -> u64 {
         if !matches!(dom.vcpus[i].wait, Wait::None) {
             if wait_over(dom, i, now) {
                 dom.vcpus[i].wait = Wait::None;
+                dom.waiting -= 1;
                 crate::sched::wake(dom, i);
             }
         } else if let Some(c) = dom.vcpus[i].cpu.filter(|&c| c != me) {
@@ -115,7 +144,6 @@ fn timers(dom: &mut Domain) -> u64 {
             }
         }
     }
-    next
 }
 
 /// Changes vCPU `i`'s runstate, accounting the time spent in the old one, and publishes it.
@@ -206,6 +234,7 @@ pub fn block(dom: &mut Domain) {
         return;
     }
     dom.vcpus[i].wait = Wait::Block;
+    dom.waiting += 1;
     crate::sched::sleep(dom, i);
 }
 
@@ -272,9 +301,11 @@ pub fn poll(c: &mut Ctx<'_>, arg: u64) -> Outcome {
     };
     let i = c.vcpu;
     c.dom.vcpus[i].wait = Wait::Poll(alloc::boxed::Box::new(wait));
+    c.dom.next_due = 0;
     if wait_over(c.dom, i, crate::time::now_ns()) {
         c.dom.vcpus[i].wait = Wait::None;
     } else {
+        c.dom.waiting += 1;
         crate::sched::sleep(c.dom, i);
     }
     Ok(0).into()
@@ -342,6 +373,7 @@ pub fn vcpu_op(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
             }
             if !c.dom.vcpus[v].up {
                 c.dom.vcpus[v].up = true;
+                c.dom.next_due = 0;
                 if c.dom.vcpus[v].runnable() {
                     crate::sched::wake(c.dom, v);
                 } else {
@@ -590,6 +622,7 @@ fn initialise(c: &mut Ctx<'_>, v: usize, arg: u64) -> Result<(), Errno> {
     x.initialised = true;
     if ctx.flags & VGCF_ONLINE != 0 {
         x.up = true;
+        c.dom.next_due = 0;
         crate::sched::wake(c.dom, v);
     }
     Ok(())
