@@ -76,6 +76,9 @@ pub fn guest_cpuid(_dom: &Domain, leaf: u32, subleaf: u32) -> CpuidResult {
         0x4000_0006..=0x4000_ffff => CpuidResult::default(),
         1 => {
             let mut r = cpuid(1, subleaf);
+            // No initial APIC id for PV guests (Xen clears it too): otherwise each vCPU would
+            // report the id of whichever CPU it happens to run on.
+            r.ebx &= 0x00ff_ffff;
             r.edx &= LEAF1_EDX;
             r.ecx = (r.ecx & LEAF1_ECX) | HYPERVISOR;
             r
