@@ -18,9 +18,12 @@ const fn bits(list: &[u32]) -> u32 {
     m
 }
 
-/// Leaf 1 EDX: FPU DE TSC MSR PAE MCE CX8 SEP MCA CMOV PAT CLFLUSH ACPI MMX FXSR SSE SSE2 SS HTT.
+/// Leaf 1 EDX: FPU DE TSC MSR PAE MCE CX8 APIC SEP MCA CMOV PAT CLFLUSH ACPI MMX FXSR SSE SSE2
+/// SS HTT. APIC stays visible as on Xen (its policy marks it "!A"): Linux's PV dom0 then takes
+/// its processors from the ACPI MADT (through XENPF_get_cpuinfo) instead of disabling the APIC
+/// facility and starting as a uniprocessor.
 const LEAF1_EDX: u32 = bits(&[
-    0, 2, 4, 5, 6, 7, 8, 11, 14, 15, 16, 19, 22, 23, 24, 25, 26, 27, 28,
+    0, 2, 4, 5, 6, 7, 8, 9, 11, 14, 15, 16, 19, 22, 23, 24, 25, 26, 27, 28,
 ]);
 /// Leaf 1 ECX: SSE3 PCLMULQDQ SSSE3 CX16 SSE4.1 SSE4.2 MOVBE POPCNT AESNI RDRAND.
 const LEAF1_ECX: u32 = bits(&[0, 1, 9, 13, 19, 20, 22, 23, 25, 30]);

@@ -113,6 +113,7 @@ const fn table() -> [Option<Hypercall>; NR_HYPERCALLS] {
     hc!(nr::MMUEXT_OP, "mmuext_op", crate::mmu::mmuext_op);
     hc!(nr::PHYSDEV_OP, "physdev_op", crate::pv::physdev_op);
     hc!(nr::DOMCTL, "domctl", crate::pv::domctl);
+    hc!(nr::PLATFORM_OP, "platform_op", crate::pv::platform_op);
     hc!(
         nr::EVENT_CHANNEL_OP,
         "event_channel_op",

@@ -979,3 +979,44 @@ fn scheduler_op(c: &mut Ctx<'_>, arg: u64, domain: u16) -> Outcome {
         _ => Err(Errno::EINVAL).into(),
     }
 }
+
+/// XENPF_INTERFACE_VERSION.
+const PLATFORM_INTERFACE_VERSION: u32 = 0x0300_0001;
+/// XENPF_get_cpuinfo.
+const XENPF_GET_CPUINFO: u32 = 55;
+const XEN_PCPU_FLAGS_ONLINE: u32 = 1;
+const XEN_PCPU_FLAGS_INVALID: u32 = 2;
+
+/// platform_op(op), for the hardware domain. Only XENPF_get_cpuinfo so far: a physical CPU's
+/// local APIC id, ACPI processor id and online flag (INVALID past the last CPU), and the
+/// highest CPU index; the rest answers -ENOSYS.
+pub fn platform_op(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
+    if !c.dom.privileged {
+        return Err(Errno::EPERM).into();
+    }
+    // struct xen_platform_op: cmd, interface_version, then the union; pcpu_info is
+    // xen_cpuid, max_present, flags, apic_id, acpi_id.
+    let mut op = [0u8; 28];
+    if let Err(e) = c.mem().read(a[0], &mut op) {
+        return Err(e).into();
+    }
+    let word = |b: &[u8], i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+    if word(&op, 4) != PLATFORM_INTERFACE_VERSION {
+        return Err(Errno::EACCES).into();
+    }
+    match word(&op, 0) {
+        XENPF_GET_CPUINFO => {
+            let cpu = word(&op, 8) as usize;
+            let (flags, apic, acpi) = match crate::smp::cpu_ids(cpu) {
+                Some((apic, acpi)) => (XEN_PCPU_FLAGS_ONLINE, apic, acpi),
+                None => (XEN_PCPU_FLAGS_INVALID, word(&op, 20), word(&op, 24)),
+            };
+            let max_present = crate::smp::online() as u32 - 1;
+            for (i, v) in [(12, max_present), (16, flags), (20, apic), (24, acpi)] {
+                op[i..i + 4].copy_from_slice(&v.to_le_bytes());
+            }
+            c.mem().write(a[0], &op).map(|()| 0).into()
+        }
+        _ => Err(Errno::ENOSYS).into(),
+    }
+}

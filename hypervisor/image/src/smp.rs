@@ -149,7 +149,31 @@ pub fn online() -> usize {
     ONLINE.load(Ordering::Acquire)
 }
 
-/// Enabled processors listed in the ACPI MADT (None without ACPI tables).
+/// ACPI processor id of each CPU (from the MADT entry with its local APIC id).
+static ACPI_ID: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
+/// (ACPI processor id, local APIC id) of the enabled processors the MADT lists.
+static MADT: spin::Mutex<alloc::vec::Vec<(u8, u8)>> = spin::Mutex::new(alloc::vec::Vec::new());
+
+/// A CPU's local APIC id and ACPI processor id, if it is online (XENPF_get_cpuinfo).
+pub fn cpu_ids(cpu: usize) -> Option<(u32, u32)> {
+    (cpu < online()).then(|| {
+        (
+            APIC_ID[cpu].load(Ordering::Relaxed),
+            ACPI_ID[cpu].load(Ordering::Relaxed),
+        )
+    })
+}
+
+/// Records CPU `cpu`'s ACPI processor id, found by its local APIC id in the MADT.
+fn record_acpi_id(cpu: usize) {
+    let apic = APIC_ID[cpu].load(Ordering::Relaxed);
+    if let Some(&(acpi, _)) = MADT.lock().iter().find(|&&(_, a)| u32::from(a) == apic) {
+        ACPI_ID[cpu].store(u32::from(acpi), Ordering::Relaxed);
+    }
+}
+
+/// Enabled processors listed in the ACPI MADT (None without ACPI tables); their ids are kept
+/// for `cpu_ids`.
 fn madt_cpus() -> Option<usize> {
     let read = |pa: u64, len: usize| -> &'static [u8] {
         // SAFETY: firmware tables below 4 GiB, inside the direct map, read only.
@@ -179,9 +203,10 @@ fn madt_cpus() -> Option<usize> {
             if l < 2 {
                 break;
             }
-            // Type 0: processor local APIC; flags bit 0: enabled.
+            // Type 0: processor local APIC (ACPI id, APIC id, flags); flags bit 0: enabled.
             if ty == 0 && off + 8 <= mlen && u32_at(m, off + 4) & 1 != 0 {
                 n += 1;
+                MADT.lock().push((m[off + 2], m[off + 3]));
             }
             off += l;
         }
@@ -212,6 +237,7 @@ fn delay_us(us: u64) {
 pub fn start_aps() {
     APIC_ID[0].store(crate::time::lapic_id(), Ordering::Relaxed);
     let want = madt_cpus().unwrap_or(1).clamp(1, MAX_CPUS);
+    record_acpi_id(0);
     if want == 1 {
         return;
     }
@@ -266,6 +292,7 @@ extern "C" fn ap_start(cpu: u32) -> ! {
     crate::cpu::init_cpu(i, &STACKS[i]);
     crate::time::init_ap();
     APIC_ID[i].store(crate::time::lapic_id(), Ordering::Relaxed);
+    record_acpi_id(i);
     ONLINE.fetch_add(1, Ordering::AcqRel);
     crate::sched::idle_loop()
 }
