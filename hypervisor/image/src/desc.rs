@@ -145,7 +145,7 @@ pub fn replace_gdt(
             ft.put_page_and_type(mem, m);
         }
     });
-    if vi == crate::percpu::vcpu() {
+    if v.cpu == Some(crate::percpu::cpu_id()) {
         install_gdt(v);
     }
     Ok(())

@@ -115,6 +115,8 @@ pub fn build(cmd: &CmdLine, bi: &BootInfo) -> Result<Box<Domain>, BuildError> {
         waiting: 0,
         cmos_index: 0,
         pci_cf8: 0,
+        paused: 0,
+        parked: false,
     };
     let supported = crate::pv::builder_features(&dom_template);
     if let Some(f) = image.unsupported_required(supported) {

@@ -233,9 +233,18 @@ pub struct Domain {
     /// Virtual CMOS index register (port 0x70) and PCI address register (0xcf8).
     pub cmos_index: u8,
     pub pci_cf8: u32,
+    /// Pauses by the toolstack (XEN_DOMCTL_pausedomain; a new domain starts with one).
+    pub paused: u32,
+    /// The shutdown has been acted on: the vCPUs left the scheduler and dom0 was told.
+    pub parked: bool,
 }
 
 impl Domain {
+    /// Whether vCPU `v` may be scheduled: the domain runs and the vCPU is up and not waiting.
+    pub fn can_run(&self, v: usize) -> bool {
+        self.paused == 0 && self.shutdown.is_none() && self.vcpus[v].runnable()
+    }
+
     /// Whether `mfn` is one of this domain's RAM frames.
     pub fn owns(&self, mfn: u64) -> bool {
         crate::mm::with_frames(|ft, _| ft.owned_by(mfn, self.id))
@@ -251,14 +260,73 @@ impl Domain {
     }
 }
 
-/// The running domain (a single dom0 for now).
-pub static DOM0: Mutex<Option<Box<Domain>>> = Mutex::new(None);
+/// Highest domain id plus one that this hypervisor hands out.
+pub const MAX_DOMAINS: usize = 64;
+
+/// Every domain, by id. A domain is taken out of its slot while a CPU works on it as the
+/// current domain (see `trap_dispatch`), so that the others stay reachable alongside it.
+pub struct Domains {
+    slots: [Option<Box<Domain>>; MAX_DOMAINS],
+    /// Ids of the domains that exist, in creation order (including one taken out).
+    pub ids: Vec<u16>,
+}
+
+impl Domains {
+    const fn new() -> Self {
+        Domains {
+            slots: [const { None }; MAX_DOMAINS],
+            ids: Vec::new(),
+        }
+    }
+
+    /// The domain with this id, unless it does not exist or is taken out.
+    pub fn get_mut(&mut self, id: u16) -> Option<&mut Domain> {
+        self.slots.get_mut(usize::from(id))?.as_deref_mut()
+    }
+
+    /// The domain with this id, unless it does not exist or is taken out.
+    pub fn get(&self, id: u16) -> Option<&Domain> {
+        self.slots.get(usize::from(id))?.as_deref()
+    }
+
+    /// Takes a domain out of its slot.
+    pub fn take(&mut self, id: u16) -> Option<Box<Domain>> {
+        self.slots.get_mut(usize::from(id))?.take()
+    }
+
+    /// Puts a domain taken out back in its slot.
+    pub fn put(&mut self, dom: Box<Domain>) {
+        let id = usize::from(dom.id);
+        debug_assert!(self.slots[id].is_none());
+        self.slots[id] = Some(dom);
+    }
+
+    /// Adds a new domain.
+    pub fn insert(&mut self, dom: Box<Domain>) {
+        self.ids.push(dom.id);
+        self.put(dom);
+    }
+
+    /// Removes a domain for good.
+    pub fn remove(&mut self, id: u16) -> Option<Box<Domain>> {
+        self.ids.retain(|&d| d != id);
+        self.take(id)
+    }
+
+    /// Whether an id is in use (taken out or not).
+    pub fn exists(&self, id: u16) -> bool {
+        self.ids.contains(&id)
+    }
+}
+
+/// The domain table.
+pub static DOMAINS: Mutex<Domains> = Mutex::new(Domains::new());
 
 /// Takes the domain lock, doing any TLB flush other CPUs ask of this one while it waits (they
 /// may hold the lock and wait for that flush).
-pub fn lock() -> spin::MutexGuard<'static, Option<Box<Domain>>> {
+pub fn lock() -> spin::MutexGuard<'static, Domains> {
     loop {
-        if let Some(g) = DOM0.try_lock() {
+        if let Some(g) = DOMAINS.try_lock() {
             return g;
         }
         crate::smp::service();

@@ -309,7 +309,7 @@ fn write_guest_cr4(v: &mut Vcpu, val: u64) -> bool {
 /// the hardware too if it is running.
 pub fn set_guest_cr4(v: &mut Vcpu, val: u64) {
     v.cr4 = val & CR4_GUEST;
-    if v.id as usize == crate::percpu::vcpu() {
+    if v.cpu == Some(crate::percpu::cpu_id()) {
         load_cr4(v);
     }
 }
@@ -591,7 +591,7 @@ pub fn set_debugreg(v: &mut Vcpu, reg: u8, val: u64) -> Result<(), Errno> {
             v.dr[7] = (val & !DR7_RESERVED_ZERO) | (1 << 10);
         }
     }
-    if v.id as usize == crate::percpu::vcpu() {
+    if v.cpu == Some(crate::percpu::cpu_id()) {
         load_debugregs(v);
     }
     Ok(())

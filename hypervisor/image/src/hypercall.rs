@@ -28,7 +28,10 @@ impl From<Result<u64, Errno>> for Outcome {
 
 /// Everything a handler may touch.
 pub struct Ctx<'a> {
+    /// The calling domain (taken out of `doms`).
     pub dom: &'a mut Domain,
+    /// Every other domain.
+    pub doms: &'a mut crate::domain::Domains,
     pub vcpu: usize,
     pub regs: &'a mut GuestRegs,
 }
@@ -133,7 +136,12 @@ pub static TABLE: [Option<Hypercall>; NR_HYPERCALLS] = table();
 pub static TRACE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 
 /// Handles a hypercall made by the guest kernel with SYSCALL.
-pub fn dispatch(dom: &mut Domain, vcpu: usize, regs: &mut GuestRegs) {
+pub fn dispatch(
+    dom: &mut Domain,
+    doms: &mut crate::domain::Domains,
+    vcpu: usize,
+    regs: &mut GuestRegs,
+) {
     let nr = regs.rax;
     let args = [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8];
     let entry = usize::try_from(nr)
@@ -142,7 +150,15 @@ pub fn dispatch(dom: &mut Domain, vcpu: usize, regs: &mut GuestRegs) {
         .copied()
         .flatten();
     let outcome = match entry {
-        Some(h) => (h.handler)(&mut Ctx { dom, vcpu, regs }, args),
+        Some(h) => (h.handler)(
+            &mut Ctx {
+                dom,
+                doms,
+                vcpu,
+                regs,
+            },
+            args,
+        ),
         None => {
             note_unimplemented(dom.id, nr);
             Outcome::Done(Err(Errno::ENOSYS))
@@ -157,7 +173,8 @@ pub fn dispatch(dom: &mut Domain, vcpu: usize, regs: &mut GuestRegs) {
             Outcome::NoReturn => alloc::string::String::from("-"),
         };
         crate::info!(
-            "d0 hc {name}({:#x}, {:#x}, {:#x}, {:#x}) = {res} @{:#x}",
+            "d{} hc {name}({:#x}, {:#x}, {:#x}, {:#x}) = {res} @{:#x}",
+            dom.id,
             args[0],
             args[1],
             args[2],

@@ -187,9 +187,9 @@ fn boot(cmd: &CmdLine, bi: &BootInfo) -> ! {
     let mut dom = dom;
     sched::init(&mut dom);
     let v = &dom.vcpus[percpu::vcpu()] as *const domain::Vcpu;
-    *domain::DOM0.lock() = Some(dom);
-    // SAFETY: the domain lives in a Box inside DOM0 for the rest of the hypervisor's life,
-    // and nothing else runs until this vCPU is entered.
+    domain::lock().insert(dom);
+    // SAFETY: dom0 lives in a Box in the domain table for the rest of the hypervisor's life
+    // (it is never destroyed), and nothing else runs until this vCPU is entered.
     sched::enter(unsafe { &*v })
 }
 
@@ -295,8 +295,8 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     console::force(format_args!("\n****************************************\n"));
     console::force(format_args!("Panic on CPU 0: hypervisor bug: {info}\n"));
     // The current guest, if any, for context.
-    if let Some(guard) = domain::DOM0.try_lock() {
-        if let Some(d) = guard.as_deref() {
+    if let Some(guard) = domain::DOMAINS.try_lock() {
+        for d in guard.ids.iter().filter_map(|&id| guard.get(id)) {
             // Saved state only: the running vCPU's live registers are in the reported frame.
             for (i, v) in d.vcpus.iter().enumerate().filter(|(_, v)| v.up) {
                 console::force(format_args!(

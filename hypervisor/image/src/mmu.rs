@@ -213,7 +213,7 @@ pub fn new_baseptr(dom: &mut crate::domain::Domain, v: usize, mfn: u64) -> Resul
     replace_root_of(dom, old, mfn)?;
     crate::mm::fill_ro_mpt(mfn);
     dom.vcpus[v].guest_table = mfn;
-    if dom.vcpus[v].kernel_mode && v == crate::percpu::vcpu() {
+    if dom.vcpus[v].kernel_mode && dom.vcpus[v].cpu == Some(crate::percpu::cpu_id()) {
         crate::sched::load_cr3(&dom.vcpus[v]);
     }
     Ok(())
@@ -255,7 +255,7 @@ fn mmuext_one(c: &mut Ctx<'_>, op: &MmuextOp, pg: PgOwner) -> Result<(), Errno> 
             }
             replace_root(c, old, op.arg1)?;
             c.dom.vcpus[v].guest_table_user = op.arg1;
-            if !c.dom.vcpus[v].kernel_mode && v == crate::percpu::vcpu() {
+            if !c.dom.vcpus[v].kernel_mode && c.dom.vcpus[v].cpu == Some(crate::percpu::cpu_id()) {
                 crate::sched::load_cr3(&c.dom.vcpus[v]);
             }
             Ok(())

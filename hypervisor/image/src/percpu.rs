@@ -62,11 +62,14 @@ impl GuestRegs {
 pub struct CpuInfo {
     pub regs: GuestRegs,
     pub cpu_id: u32,
-    /// Index of the vCPU whose state is in `regs` (of the one domain).
+    /// Index of the vCPU whose state is in `regs` (in domain `dom`).
     pub vcpu: u32,
     /// Guest RSP saved by the SYSCALL stub before it switches stacks.
     pub syscall_scratch: u64,
-    _reserved: [u64; 8],
+    /// Id of the domain of that vCPU.
+    pub dom: u32,
+    _pad: u32,
+    _reserved: [u64; 7],
 }
 
 const _: () = assert!(core::mem::size_of::<GuestRegs>() == 22 * 8);
@@ -125,6 +128,19 @@ pub fn vcpu() -> usize {
 pub fn set_vcpu(index: usize) {
     // SAFETY: as in `vcpu`; only this CPU writes its own CpuInfo.
     unsafe { (*current_cpu_info()).vcpu = index as u32 };
+}
+
+/// Id of the domain whose vCPU this CPU is running.
+#[inline]
+pub fn domain() -> u16 {
+    // SAFETY: as in `vcpu`.
+    unsafe { (*current_cpu_info()).dom as u16 }
+}
+
+/// Records which domain's vCPU this CPU now runs.
+pub fn set_domain(id: u16) {
+    // SAFETY: as in `set_vcpu`.
+    unsafe { (*current_cpu_info()).dom = u32::from(id) };
 }
 
 /// This CPU's index (0 = the boot CPU).

@@ -8,6 +8,7 @@
 //! a vCPU runs. The policy's view of which vCPUs are runnable follows `Vcpu::runnable` (up and
 //! not waiting): `wake` and `sleep` are called on every change. All of it runs under the
 //! domain lock; a CPU with nothing to run gives the lock up and halts in `idle_loop`.
+use alloc::boxed::Box;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use spin::Mutex;
@@ -49,25 +50,40 @@ pub fn kick(cpu: usize) {
     }
 }
 
-/// Registers a domain's vCPUs with the policy and chooses the first to run on this CPU.
+/// Creates the policy with dom0's vCPUs and chooses the first to run on this CPU.
 pub fn init(dom: &mut Domain) {
-    let mut policy = Scheduler::new(crate::smp::online());
-    let now = crate::time::now_ns();
-    let _ = policy.add_domain(DomId(dom.id), DEFAULT_WEIGHT, 0);
-    for (i, v) in dom.vcpus.iter().enumerate() {
-        let _ = policy.add_vcpu(unit(dom, i));
-        if v.runnable() {
-            let _ = policy.wake(unit(dom, i));
-        }
-    }
-    let me = crate::percpu::cpu_id();
-    let d = policy.pick_next(me, now);
-    let first = d.vcpu.map_or(0, |u| u.vcpu.0 as usize);
-    SLICE_END[me].store(now.saturating_add(d.run_for_ns), Ordering::Relaxed);
+    let policy = Scheduler::new(crate::smp::online());
     *POLICY.lock() = Some(policy);
+    add_domain(dom);
+    let me = crate::percpu::cpu_id();
+    let first = pick(me, crate::time::now_ns()).map_or(0, |u| u.vcpu.0 as usize);
+    crate::percpu::set_domain(dom.id);
     crate::percpu::set_vcpu(first);
     crate::smp::set_active(true);
     dom.vcpus[first].cpu = Some(me);
+}
+
+/// Registers a new domain and its vCPUs with the policy (default weight, no cap); those that
+/// may run are woken.
+pub fn add_domain(dom: &mut Domain) {
+    if let Some(p) = POLICY.lock().as_mut() {
+        let _ = p.add_domain(DomId(dom.id), DEFAULT_WEIGHT, 0);
+        for i in 0..dom.vcpus.len() {
+            let _ = p.add_vcpu(unit(dom, i));
+        }
+    }
+    for i in 0..dom.vcpus.len() {
+        if dom.can_run(i) {
+            wake(dom, i);
+        }
+    }
+}
+
+/// Removes a domain from the policy (none of its vCPUs may be on a CPU).
+pub fn remove_domain(id: u16) {
+    if let Some(p) = POLICY.lock().as_mut() {
+        let _ = p.remove_domain(DomId(id), crate::time::now_ns());
+    }
 }
 
 /// End of the running vCPU's slice on this CPU, for arming the timer.
@@ -75,8 +91,11 @@ pub fn slice_end() -> u64 {
     SLICE_END[crate::percpu::cpu_id()].load(Ordering::Relaxed)
 }
 
-/// Tells the policy that vCPU `v` became runnable.
+/// Tells the policy that vCPU `v` became runnable (if its domain may run).
 pub fn wake(dom: &mut Domain, v: usize) {
+    if !dom.can_run(v) {
+        return;
+    }
     crate::vcpu::set_runstate(dom, v, RUNSTATE_RUNNABLE);
     let cpu = POLICY
         .lock()
@@ -87,14 +106,13 @@ pub fn wake(dom: &mut Domain, v: usize) {
     }
 }
 
-/// Tells the policy that vCPU `v` stopped being runnable (blocked or down).
+/// Tells the policy that vCPU `v` stopped being runnable (blocked, down, or its domain
+/// paused or shut down).
 pub fn sleep(dom: &mut Domain, v: usize) {
-    let state = if dom.vcpus[v].up {
-        RUNSTATE_BLOCKED
-    } else {
-        RUNSTATE_OFFLINE
-    };
-    crate::vcpu::set_runstate(dom, v, state);
+    if dom.vcpus[v].cpu.is_none() {
+        // (One still on a CPU changes state when that CPU chooses again.)
+        crate::vcpu::set_runstate(dom, v, off_cpu_state(dom, v));
+    }
     let now = crate::time::now_ns();
     let cpu = POLICY
         .lock()
@@ -141,47 +159,58 @@ pub fn yield_now(dom: &Domain, v: usize) {
 }
 
 /// Lets the policy choose for this CPU at `now`; also pokes the CPU it says should choose too.
-fn pick(me: usize, now: u64) -> Option<usize> {
+fn pick(me: usize, now: u64) -> Option<UnitId> {
     RESCHED[me].store(false, Ordering::Relaxed);
     let d = POLICY.lock().as_mut()?.pick_next(me, now);
     SLICE_END[me].store(now.saturating_add(d.run_for_ns), Ordering::Relaxed);
     if let Some(t) = d.tickle {
         poke(t);
     }
-    d.vcpu.map(|u| u.vcpu.0 as usize)
+    d.vcpu
 }
 
-/// Runs on every return to the guest (at system time `now`): if the slice is over, a wake-up
-/// asked for it, or the running vCPU cannot go on, lets the policy choose and switches to its
-/// choice. Returns false
-/// if nothing is left to run here: the running vCPU's state has been saved and the caller must
-/// give up the domain lock and go to `idle_loop`.
-pub fn schedule(dom: &mut Domain, regs: &mut GuestRegs, now: u64) -> bool {
+/// Runs on every return to the guest (at system time `now`), with the current domain `dom`
+/// taken out of `table`: if the slice is over, a wake-up asked for it, or the running vCPU
+/// cannot go on, lets the policy choose and switches to its choice, which may belong to
+/// another domain. Returns the domain now current (still taken out), or `None` if nothing is
+/// left to run here: the running vCPU's state has been saved, every domain is back in
+/// `table`, and the caller must give up the domain lock and go to `idle_loop`.
+pub fn schedule(
+    table: &mut crate::domain::Domains,
+    mut dom: Box<Domain>,
+    regs: &mut GuestRegs,
+    now: u64,
+) -> Option<Box<Domain>> {
     let me = crate::percpu::cpu_id();
     let cur = crate::percpu::vcpu();
     if !RESCHED[me].load(Ordering::Acquire)
         && now < SLICE_END[me].load(Ordering::Relaxed)
-        && dom.vcpus[cur].runnable()
+        && dom.can_run(cur)
     {
-        return true;
+        return Some(dom);
     }
     match pick(me, now) {
-        Some(to) if to == cur => {
-            crate::vcpu::set_runstate(dom, cur, RUNSTATE_RUNNING);
-            crate::vcpu::check(dom);
-            true
+        Some(u) if u.dom.0 == dom.id && u.vcpu.0 as usize == cur => {
+            crate::vcpu::set_runstate(&mut dom, cur, RUNSTATE_RUNNING);
+            crate::vcpu::check(&mut dom, table);
+            Some(dom)
         }
-        Some(to) => {
-            save(dom, regs, cur);
-            enter_vcpu(dom, regs, to);
-            crate::vcpu::check(dom);
-            true
+        Some(u) if u.dom.0 == dom.id => {
+            save(&mut dom, regs, cur);
+            enter_vcpu(&mut dom, regs, u.vcpu.0 as usize);
+            crate::vcpu::check(&mut dom, table);
+            Some(dom)
         }
-        None => {
-            save(dom, regs, cur);
+        to => {
+            save(&mut dom, regs, cur);
+            table.put(dom);
             crate::percpu::set_vcpu(NO_VCPU as usize);
             crate::smp::set_active(false);
-            false
+            let mut next = table.take(to?.dom.0)?;
+            crate::percpu::set_domain(next.id);
+            enter_vcpu(&mut next, regs, to?.vcpu.0 as usize);
+            crate::vcpu::check(&mut next, table);
+            Some(next)
         }
     }
 }
@@ -194,27 +223,24 @@ pub fn idle_loop() -> ! {
         crate::smp::service();
         {
             let mut guard = crate::domain::lock();
-            if let Some(dom) = guard.as_deref_mut() {
-                if let Some(s) = dom.shutdown {
-                    crate::domain_stopped(dom.id, s);
-                }
-                crate::vcpu::check(dom);
-                if POLICY.lock().is_some() {
-                    if let Some(to) = pick(me, crate::time::now_ns()) {
-                        let info = crate::percpu::current_cpu_info();
-                        // SAFETY: this CPU's CpuInfo; nothing else uses its frame while idle.
-                        let regs = unsafe { &mut (*info).regs };
-                        enter_vcpu(dom, regs, to);
-                        crate::vcpu::check(dom);
-                        if crate::traps::deliver(dom, regs) {
-                            drop(guard);
-                            // SAFETY: the frame was just loaded from the vCPU's saved state
-                            // and made safe to return to by `deliver`.
-                            unsafe { crate::entry::return_to_frame(&raw const (*info).regs) }
-                        }
-                        // The vCPU's domain stopped; nothing to enter.
-                        continue;
+            let table = &mut *guard;
+            crate::vcpu::check_idle(table);
+            if let Some(u) = pick(me, crate::time::now_ns()) {
+                if let Some(mut dom) = table.take(u.dom.0) {
+                    let info = crate::percpu::current_cpu_info();
+                    // SAFETY: this CPU's CpuInfo; nothing else uses its frame while idle.
+                    let regs = unsafe { &mut (*info).regs };
+                    crate::percpu::set_domain(dom.id);
+                    enter_vcpu(&mut dom, regs, u.vcpu.0 as usize);
+                    crate::vcpu::check(&mut dom, table);
+                    if crate::traps::exit_to_guest(table, dom, regs) {
+                        drop(guard);
+                        // SAFETY: the frame was loaded from the vCPU's saved state and made
+                        // safe to return to by the exit path.
+                        unsafe { crate::entry::return_to_frame(&raw const (*info).regs) }
                     }
+                    // Nothing to enter after all (the domain stopped).
+                    continue;
                 }
             }
         }
@@ -238,14 +264,20 @@ fn save(dom: &mut Domain, regs: &GuestRegs, from: usize) {
     // SAFETY: the area is a 512-byte, 16-aligned FpuArea and TS was just cleared.
     unsafe { xenolith_arch::instr::fxsave(v.fpu.0.as_mut_ptr()) };
     v.cpu = None;
-    let state = if v.runnable() {
+    crate::vcpu::set_runstate(dom, from, off_cpu_state(dom, from));
+}
+
+/// The runstate of vCPU `v` off its CPU, as Xen has it: runnable if it may run, blocked if it
+/// waits for an event, offline otherwise (down, or its domain paused or shut down).
+fn off_cpu_state(dom: &Domain, v: usize) -> u32 {
+    let x = &dom.vcpus[v];
+    if dom.can_run(v) {
         RUNSTATE_RUNNABLE
-    } else if v.up {
+    } else if x.up && !matches!(x.wait, crate::domain::Wait::None) {
         RUNSTATE_BLOCKED
     } else {
         RUNSTATE_OFFLINE
-    };
-    crate::vcpu::set_runstate(dom, from, state);
+    }
 }
 
 /// Loads vCPU `to` on this CPU: its registers into `regs`, the rest into the hardware.

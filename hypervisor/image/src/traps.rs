@@ -66,51 +66,86 @@ pub extern "C" fn trap_dispatch(regs: &mut GuestRegs) {
         return;
     }
     let mut guard = crate::domain::lock();
-    let Some(dom) = guard.as_deref_mut() else {
+    let table = &mut *guard;
+    let Some(mut dom) = table.take(crate::percpu::domain()) else {
         drop(guard);
         crate::fatal_frame("guest entry with no domain", regs);
     };
     match regs.vector {
         VECTOR_SYSCALL => {
             if dom.vcpus[crate::percpu::vcpu()].kernel_mode {
-                crate::hypercall::dispatch(dom, crate::percpu::vcpu(), regs);
+                crate::hypercall::dispatch(&mut dom, table, crate::percpu::vcpu(), regs);
             } else {
-                guest_user_syscall(dom, regs);
+                guest_user_syscall(&mut dom, regs);
             }
         }
-        0x80 => int80(dom, regs),
+        0x80 => int80(&mut dom, regs),
         v if v >= 32 => external_interrupt(v),
         2 => crate::warn!("NMI while running d{}", dom.id),
-        v => guest_exception(dom, regs, v),
+        v => guest_exception(&mut dom, regs, v),
     }
-    let run = exit_to_guest(dom, regs);
+    let run = exit_to_guest(table, dom, regs);
     drop(guard);
     if !run {
         crate::sched::idle_loop();
     }
 }
 
-/// Work done on every return to a guest: stop it if it shut down, let the scheduler switch
-/// vCPUs, deliver a pending NMI or event upcall, and make the frame safe to IRET to. Returns
-/// false if this CPU has nothing left to run (see `sched::schedule`).
-pub fn exit_to_guest(dom: &mut Domain, regs: &mut GuestRegs) -> bool {
-    crate::mm::exit_work(dom);
-    let now = crate::vcpu::check_exit(dom);
-    if let Some(s) = dom.shutdown {
-        // Keep the domain around for the report.
+/// Work done on every return to a guest, for the current domain `dom` (taken out of `table`,
+/// and put back here): act on a shutdown, fire timers, let the scheduler switch vCPUs (maybe to
+/// another domain's), deliver a pending NMI or event upcall, and make the frame safe to IRET
+/// to. Returns false if this CPU has nothing left to run (see `sched::schedule`).
+pub fn exit_to_guest(
+    table: &mut crate::domain::Domains,
+    mut dom: alloc::boxed::Box<Domain>,
+    regs: &mut GuestRegs,
+) -> bool {
+    crate::mm::exit_work(&mut dom);
+    let now = crate::vcpu::check_exit(&mut dom, table);
+    loop {
+        park(&mut dom);
+        match crate::sched::schedule(table, dom, regs, now) {
+            None => return false,
+            Some(d) => dom = d,
+        }
+        let ok = deliver(&mut dom, regs);
+        if ok {
+            table.put(dom);
+            return true;
+        }
+        // Delivery crashed the domain: act on it and choose again.
+    }
+}
+
+/// Acts once on a domain's shutdown: the hardware domain's stops the machine, as on Xen;
+/// another domain's vCPUs leave the scheduler (the domain stays until destroyed) and dom0 gets
+/// VIRQ_DOM_EXC.
+pub fn park(dom: &mut Domain) {
+    let Some(s) = dom.shutdown else { return };
+    if dom.parked {
+        return;
+    }
+    if dom.id == 0 {
         crate::domain_stopped(dom.id, s);
     }
-    if !crate::sched::schedule(dom, regs, now) {
-        return false;
+    dom.parked = true;
+    match s {
+        Shutdown::Requested(r) => {
+            crate::info!("d{}: shut down ({})", dom.id, crate::pv::shutdown_name(r))
+        }
+        Shutdown::Crashed => crate::info!("d{}: crashed", dom.id),
     }
-    deliver(dom, regs)
+    for v in 0..dom.vcpus.len() {
+        crate::sched::sleep(dom, v);
+    }
+    crate::vcpu::DOM_EXC.store(true, core::sync::atomic::Ordering::Release);
 }
 
 /// The last part of the way back into the running vCPU: a pending NMI, then a pending event
 /// upcall, then the frame made safe for IRET. Returns false if the domain stopped instead.
 pub fn deliver(dom: &mut Domain, regs: &mut GuestRegs) -> bool {
-    if let Some(s) = dom.shutdown {
-        crate::domain_stopped(dom.id, s);
+    if dom.shutdown.is_some() {
+        return false;
     }
     let cur = crate::percpu::vcpu();
     // A pending NMI goes first, through the NMI callback (dropped if there is none); further
@@ -122,7 +157,7 @@ pub fn deliver(dom: &mut Domain, regs: &mut GuestRegs) -> bool {
             dom.vcpus[cur].nmi_masked = true;
             if bounce(dom, regs, cb.address, &[], true).is_err() {
                 crash(dom, "fault while delivering an NMI");
-                crate::domain_stopped(dom.id, Shutdown::Crashed);
+                return false;
             }
         }
     }
@@ -133,7 +168,7 @@ pub fn deliver(dom: &mut Domain, regs: &mut GuestRegs) -> bool {
         let cb = v.event_callback;
         if bounce(dom, regs, cb.address, &[], true).is_err() {
             crash(dom, "fault while delivering an event upcall");
-            crate::domain_stopped(dom.id, Shutdown::Crashed);
+            return false;
         }
     }
     regs.cs |= 3;
@@ -387,13 +422,24 @@ fn hypervisor_trap(regs: &mut GuestRegs) {
         13 if regs.rip == crate::entry::iretq_address() => {
             // The guest context we tried to enter was refused by the CPU.
             let mut guard = crate::domain::lock();
-            if let Some(dom) = guard.as_deref_mut() {
-                crash(dom, "invalid context on return to guest");
-                let id = dom.id;
+            let table = &mut *guard;
+            let Some(mut dom) = table.take(crate::percpu::domain()) else {
                 drop(guard);
-                crate::domain_stopped(id, Shutdown::Crashed);
+                crate::fatal_frame("fault returning to a guest", regs);
+            };
+            crash(&mut dom, "invalid context on return to guest");
+            let info = crate::percpu::current_cpu_info();
+            // SAFETY: this CPU's CpuInfo; its frame holds the guest context that was refused,
+            // and the exit path below replaces it before anything returns to it.
+            let frame = unsafe { &mut (*info).regs };
+            let run = exit_to_guest(table, dom, frame);
+            drop(guard);
+            if run {
+                // SAFETY: the frame was loaded from another vCPU's saved state and made safe
+                // to return to by the exit path.
+                unsafe { crate::entry::return_to_frame(&raw const (*info).regs) }
             }
-            crate::fatal_frame("fault returning to a guest", regs);
+            crate::sched::idle_loop();
         }
         _ => crate::fatal_frame("unexpected exception in the hypervisor", regs),
     }

@@ -41,28 +41,58 @@ const TIME_REFRESH_NS: u64 = 1_000_000_000;
 /// Xen's default periodic timer for every vCPU (100 Hz).
 pub const DEFAULT_PERIOD_NS: u64 = 10_000_000;
 
+/// Set when a domain other than dom0 shut down or crashed: dom0 gets VIRQ_DOM_EXC.
+pub static DOM_EXC: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+/// VIRQ_DOM_EXC.
+const VIRQ_DOM_EXC: u32 = 3;
+
 /// Fires expired timers, refreshes clock records when due, wakes vCPUs whose wait is over,
 /// and arms the local APIC for the next event (a timer, a poll timeout, a refresh, the end of
-/// the running vCPU's slice). Runs on every return to the guest and while the CPU idles.
-pub fn check(dom: &mut Domain) {
+/// the running vCPU's slice), for the current domain `dom` (forced) and every domain in
+/// `table`. Runs whenever the running vCPU changes.
+pub fn check(dom: &mut Domain, table: &mut crate::domain::Domains) {
     dom.next_due = 0;
-    check_exit(dom);
+    check_exit(dom, table);
 }
 
-/// `check` as every return to the guest runs it: the vCPUs' timers are only looked at once
-/// the earliest of them is due (callers that change a timer use `check`). Returns the system
-/// time it worked with.
-pub fn check_exit(dom: &mut Domain) -> u64 {
+/// `check` as every return to the guest runs it: a domain's timers are only looked at once
+/// the earliest of them is due (callers that change a timer set `next_due` to 0). Returns the
+/// system time it worked with.
+pub fn check_exit(dom: &mut Domain, table: &mut crate::domain::Domains) -> u64 {
     let now = crate::time::now_ns();
-    let next = timers(dom, now);
+    let mut next = timers(dom, now);
+    if table.ids.len() > 1 {
+        for i in 0..table.ids.len() {
+            if let Some(d) = table.get_mut(table.ids[i]) {
+                next = next.min(timers(d, now));
+            }
+        }
+    }
     crate::time::set_deadline(Some(next.min(crate::sched::slice_end())));
     now
 }
 
-/// The work of `check` at system time `now`; returns when the next timer event is due.
+/// `check` for an idle CPU: every domain is in `table`.
+pub fn check_idle(table: &mut crate::domain::Domains) {
+    let now = crate::time::now_ns();
+    let mut next = u64::MAX;
+    for i in 0..table.ids.len() {
+        if let Some(d) = table.get_mut(table.ids[i]) {
+            d.next_due = 0;
+            next = next.min(timers(d, now));
+        }
+    }
+    crate::time::set_deadline(Some(next.min(crate::sched::slice_end())));
+}
+
+/// The work of `check` for one domain at system time `now`; returns when its next timer
+/// event is due.
 fn timers(dom: &mut Domain, now: u64) -> u64 {
     if dom.privileged && crate::console::take_rx_notify() {
         let _ = crate::events::send_virq(dom, 0, VIRQ_CONSOLE);
+    }
+    if dom.id == 0 && DOM_EXC.swap(false, core::sync::atomic::Ordering::AcqRel) {
+        let _ = crate::events::send_virq(dom, 0, VIRQ_DOM_EXC);
     }
     let next = if now >= dom.next_due {
         let n = fire_timers(dom, now);
@@ -325,7 +355,7 @@ pub fn set_timer_op(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
         Some(t)
     };
     c.dom.vcpus[c.vcpu].timer_deadline = deadline;
-    check(c.dom);
+    c.dom.next_due = 0;
     Ok(0).into()
 }
 
@@ -422,14 +452,14 @@ pub fn vcpu_op(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
                 } else {
                     x.periodic_last + p
                 };
-                check(c.dom);
+                c.dom.next_due = 0;
                 Ok(0).into()
             }
             Err(e) => Err(e).into(),
         },
         VCPUOP_STOP_PERIODIC_TIMER => {
             c.dom.vcpus[v].periodic_ns = 0;
-            check(c.dom);
+            c.dom.next_due = 0;
             Ok(0).into()
         }
         VCPUOP_SET_SINGLESHOT_TIMER => {
@@ -440,7 +470,7 @@ pub fn vcpu_op(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
             match c.mem().read_obj::<SingleShot>(arg) {
                 Ok(s) => {
                     c.dom.vcpus[v].timer_deadline = Some(s.timeout_abs_ns);
-                    check(c.dom);
+                    c.dom.next_due = 0;
                     Ok(0).into()
                 }
                 Err(e) => Err(e).into(),
@@ -451,7 +481,7 @@ pub fn vcpu_op(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
                 return Err(Errno::EINVAL).into();
             }
             c.dom.vcpus[v].timer_deadline = None;
-            check(c.dom);
+            c.dom.next_due = 0;
             Ok(0).into()
         }
         VCPUOP_SEND_NMI => {
