@@ -22,7 +22,12 @@ impl FrameMemory for Mem {
     fn flush_tlbs(&mut self) {}
 }
 
-const D: Dom = Dom { id: 1, io: false, xen_pages: false };
+const D: Dom = Dom {
+    id: 1,
+    io: false,
+    xen_pages: false,
+    foreign: None,
+};
 const FRAMES: u64 = 10;
 
 fn entry(b: &[u8]) -> (u64, usize, u64) {

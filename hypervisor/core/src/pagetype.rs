@@ -28,6 +28,9 @@ use xen_abi::errno::Errno;
 /// A machine frame number.
 pub type Mfn = u64;
 
+/// The domain id `freed` gives frames that no longer belong to any domain (DOMID_INVALID).
+pub const NO_DOMAIN: u16 = 0x7ff4;
+
 /// Page-table entry bits.
 pub mod pte {
     pub const PRESENT: u64 = 1 << 0;
@@ -160,6 +163,16 @@ pub struct Dom {
     /// Mappings are made on behalf of DOMID_XEN (mmu_update's foreigndom): the hypervisor's
     /// read-only shared pages may be mapped.
     pub xen_pages: bool,
+    /// Mappings are made on behalf of another domain (mmu_update's foreigndom, privileged
+    /// callers): L1 entries map that domain's frames instead of the caller's.
+    pub foreign: Option<u16>,
+}
+
+impl Dom {
+    /// The domain whose frames L1 entries may map.
+    pub fn pg_owner(&self) -> u16 {
+        self.foreign.unwrap_or(self.id)
+    }
 }
 
 /// First and last hypervisor-owned L4 slots.
@@ -327,6 +340,17 @@ impl FrameTable {
         Ok(())
     }
 
+    /// Drops the hypervisor's reference on a page shared with a domain that is going away;
+    /// the frame is listed in `freed` (as owned by `NO_DOMAIN`) once nothing maps it.
+    pub fn unshare(&mut self, mfn: Mfn, domid: u16) -> Result<(), Errno> {
+        let p = self.slot(mfn)?;
+        if p.owner != Owner::Shared(domid) {
+            return Err(BAD);
+        }
+        self.put_page(mfn);
+        Ok(())
+    }
+
     /// Whether `domid` owns `mfn` as RAM.
     pub fn owned_by(&self, mfn: Mfn, domid: u16) -> bool {
         self.get(mfn)
@@ -377,10 +401,19 @@ impl FrameTable {
         if p.count == 0 {
             let owner = p.owner;
             *p = PageInfo::default();
-            if let Owner::Domain(d) = owner {
-                self.freed.push((mfn, d));
-                self.flush_needed = true;
-                return true;
+            match owner {
+                Owner::Domain(d) => {
+                    self.freed.push((mfn, d));
+                    self.flush_needed = true;
+                    return true;
+                }
+                // A shared page whose domain went (`unshare`) and whose last mapping is gone.
+                Owner::Shared(_) => {
+                    self.freed.push((mfn, NO_DOMAIN));
+                    self.flush_needed = true;
+                    return true;
+                }
+                _ => {}
             }
         }
         false
@@ -506,8 +539,8 @@ impl FrameTable {
         match p.owner {
             Owner::Io if dom.io => Ok(L1Target::Io),
             Owner::Io => Err(Errno::EPERM),
-            Owner::Domain(d) if d == dom.id && p.allocated => Ok(L1Target::Ram),
-            Owner::Shared(d) if d == dom.id => Ok(L1Target::Shared),
+            Owner::Domain(d) if d == dom.pg_owner() && p.allocated => Ok(L1Target::Ram),
+            Owner::Shared(d) if d == dom.pg_owner() => Ok(L1Target::Shared),
             Owner::HypervisorRo if dom.io && dom.xen_pages && e & pte::RW == 0 => {
                 Ok(L1Target::Shared)
             }
@@ -547,7 +580,7 @@ impl FrameTable {
                     Ok(0)
                 }
                 L1Target::Ram => {
-                    self.get_page(target, dom.id)?;
+                    self.get_page(target, dom.pg_owner())?;
                     if e & pte::RW != 0 {
                         if let Err(err) = self.get_page_type(mem, target, PageType::Writable, dom) {
                             self.put_page(target);

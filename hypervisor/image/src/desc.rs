@@ -208,7 +208,7 @@ pub fn set_ldt(c: &mut Ctx<'_>, base: u64, ents: u64) -> Result<(), Errno> {
 }
 
 /// Drops the references of the LDT pages mapped so far.
-fn release_ldt(v: &mut crate::domain::Vcpu) {
+pub fn release_ldt(v: &mut crate::domain::Vcpu) {
     let old = core::mem::take(&mut v.ldt_frames);
     with_frames(|ft, mem| {
         for m in old.into_iter().filter(|&m| m != 0) {

@@ -117,6 +117,10 @@ pub fn build(cmd: &CmdLine, bi: &BootInfo) -> Result<Box<Domain>, BuildError> {
         pci_cf8: 0,
         paused: 0,
         parked: false,
+        dying: false,
+        dead: false,
+        max_vcpus: nr_vcpus,
+        handle: [0; 16],
     };
     let supported = crate::pv::builder_features(&dom_template);
     if let Some(f) = image.unsupported_required(supported) {

@@ -237,17 +237,20 @@ pub struct Domain {
     pub paused: u32,
     /// The shutdown has been acted on: the vCPUs left the scheduler and dom0 was told.
     pub parked: bool,
+    /// Being destroyed: never runs again.
+    pub dying: bool,
+    /// Torn down; the domain stays (a zombie) while other domains still map its pages.
+    pub dead: bool,
+    /// vCPUs the domain may have (createdomain); `vcpus` holds them once created.
+    pub max_vcpus: u32,
+    /// The toolstack's handle (a UUID) from createdomain.
+    pub handle: [u8; 16],
 }
 
 impl Domain {
     /// Whether vCPU `v` may be scheduled: the domain runs and the vCPU is up and not waiting.
     pub fn can_run(&self, v: usize) -> bool {
-        self.paused == 0 && self.shutdown.is_none() && self.vcpus[v].runnable()
-    }
-
-    /// Whether `mfn` is one of this domain's RAM frames.
-    pub fn owns(&self, mfn: u64) -> bool {
-        crate::mm::with_frames(|ft, _| ft.owned_by(mfn, self.id))
+        self.paused == 0 && self.shutdown.is_none() && !self.dying && self.vcpus[v].runnable()
     }
 
     /// The page-type view of this domain.
@@ -256,6 +259,7 @@ impl Domain {
             id: self.id,
             io: self.privileged,
             xen_pages: false,
+            foreign: None,
         }
     }
 }

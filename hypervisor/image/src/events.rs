@@ -73,6 +73,7 @@ impl DomEvents<'_> {
             id: self.domid,
             io: false,
             xen_pages: false,
+            foreign: None,
         };
         with_frames(|ft, mem| ft.get_page_and_type(mem, gfn, PageType::Writable, dom))
             .map_err(|_| Errno::EINVAL)

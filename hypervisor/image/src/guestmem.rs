@@ -18,14 +18,20 @@ pub fn addr_ok(va: u64) -> bool {
 
 /// A view of one domain's memory through a root page table.
 pub struct GuestMem<'a> {
-    pub dom: &'a Domain,
+    /// The domain whose frames the walk may touch.
+    id: u16,
     pub root: u64,
+    _dom: core::marker::PhantomData<&'a Domain>,
 }
 
-impl<'a> GuestMem<'a> {
-    /// Access through the current root of vCPU 0.
-    pub fn current(dom: &'a Domain, root: u64) -> Self {
-        GuestMem { dom, root }
+impl GuestMem<'_> {
+    /// Access to `dom`'s memory through the root page table `root`.
+    pub fn current(dom: &Domain, root: u64) -> GuestMem<'static> {
+        GuestMem {
+            id: dom.id,
+            root,
+            _dom: core::marker::PhantomData,
+        }
     }
 
     /// Translates a guest VA to the frame an access of it touches. The walk holds the frame
@@ -34,7 +40,7 @@ impl<'a> GuestMem<'a> {
         if !addr_ok(va) {
             return Err(Errno::EFAULT);
         }
-        let id = self.dom.id;
+        let id = self.id;
         crate::mm::with_frames(|ft, _| {
             let mut table = self.root;
             let need = pte::PRESENT | pte::USER | if write { pte::RW } else { 0 };

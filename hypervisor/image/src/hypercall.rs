@@ -115,7 +115,7 @@ const fn table() -> [Option<Hypercall>; NR_HYPERCALLS] {
     hc!(nr::MULTICALL, "multicall", multicall);
     hc!(nr::MMUEXT_OP, "mmuext_op", crate::mmu::mmuext_op);
     hc!(nr::PHYSDEV_OP, "physdev_op", crate::pv::physdev_op);
-    hc!(nr::DOMCTL, "domctl", crate::pv::domctl);
+    hc!(nr::DOMCTL, "domctl", crate::domctl::domctl);
     hc!(nr::PLATFORM_OP, "platform_op", crate::pv::platform_op);
     hc!(
         nr::EVENT_CHANNEL_OP,

@@ -11,6 +11,7 @@ mod cpuid;
 mod desc;
 mod dom0;
 mod domain;
+mod domctl;
 mod emulate;
 mod entry;
 mod events;

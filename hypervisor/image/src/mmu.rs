@@ -59,11 +59,13 @@ enum PgOwner {
     Caller,
     /// DOMID_XEN: the hypervisor's shared read-only pages (privileged callers).
     Xen,
+    /// Another domain (privileged callers): its frames are mapped, or its tables pinned.
+    Foreign(u16),
 }
 
 /// Decodes `foreigndom`: bits 0-15 name the owner of the pages mapped, bits 16-31 (if not
-/// 0) name the page-table owner plus one. Only the caller exists besides DOMID_IO and
-/// DOMID_XEN, and naming oneself explicitly is refused (Xen's "cannot specify itself").
+/// 0) name the page-table owner plus one, which must be the caller. Naming oneself explicitly
+/// is refused (Xen's "cannot specify itself"); another domain needs privilege.
 fn check_foreigndom(c: &Ctx<'_>, foreigndom: u64) -> Result<PgOwner, Errno> {
     let pt_owner = (foreigndom >> 16) & 0xffff;
     if pt_owner != 0 && pt_owner - 1 != u64::from(c.dom.id) {
@@ -73,6 +75,13 @@ fn check_foreigndom(c: &Ctx<'_>, foreigndom: u64) -> Result<PgOwner, Errno> {
         DOMID_SELF => Ok(PgOwner::Caller),
         DOMID_IO if c.dom.privileged => Ok(PgOwner::Caller),
         DOMID_XEN if c.dom.privileged => Ok(PgOwner::Xen),
+        d if d < DOMID_SELF && d != u64::from(c.dom.id) && c.doms.exists(d as u16) => {
+            if c.dom.privileged {
+                Ok(PgOwner::Foreign(d as u16))
+            } else {
+                Err(Errno::EPERM)
+            }
+        }
         _ => Err(Errno::ESRCH),
     }
 }
@@ -88,6 +97,10 @@ struct MmuUpdate {
 fn mmu_update_one(c: &mut Ctx<'_>, req: &MmuUpdate, pg: PgOwner) -> Result<(), Errno> {
     let ptdom = xenolith_core::pagetype::Dom {
         xen_pages: pg == PgOwner::Xen,
+        foreign: match pg {
+            PgOwner::Foreign(d) => Some(d),
+            _ => None,
+        },
         ..c.dom.ptdom()
     };
     let cmd = req.ptr & 7;
@@ -113,7 +126,7 @@ fn mmu_update_one(c: &mut Ctx<'_>, req: &MmuUpdate, pg: PgOwner) -> Result<(), E
             })
         }
         1 => {
-            if !c.dom.owns(mfn) {
+            if !with_frames(|ft, _| ft.owned_by(mfn, ptdom.pg_owner())) {
                 return Err(Errno::EINVAL);
             }
             crate::mm::set_m2p(mfn, req.val);
@@ -238,10 +251,19 @@ pub fn replace_root_of(dom: &crate::domain::Domain, old: u64, new: u64) -> Resul
 }
 
 fn mmuext_one(c: &mut Ctx<'_>, op: &MmuextOp, pg: PgOwner) -> Result<(), Errno> {
-    let ptdom = c.dom.ptdom();
+    let ptdom = match pg {
+        // Another domain's tables are pinned and validated as that domain's.
+        PgOwner::Foreign(id) => xenolith_core::pagetype::Dom {
+            id,
+            io: false,
+            xen_pages: false,
+            foreign: None,
+        },
+        _ => c.dom.ptdom(),
+    };
     let v = c.vcpu;
     // Operations on the caller's own state need the caller as page owner.
-    if pg == PgOwner::Xen && !matches!(op.cmd, 0..=4) {
+    if pg != PgOwner::Caller && !matches!(op.cmd, 0..=4) {
         return Err(Errno::EPERM);
     }
     match op.cmd {

@@ -517,10 +517,12 @@ const MAX_ORDER_DOM0: u32 = 18;
 /// Largest extent order other domains may ask for.
 const MAX_ORDER_DOMU: u32 = 9;
 
-/// increase_reservation (0), decrease_reservation (1), populate_physmap (6) for a PV guest.
+/// increase_reservation (0), decrease_reservation (1), populate_physmap (6) for a PV guest,
+/// on the caller or (for a privileged caller) on another domain, as a domain builder does.
 ///
 /// As on Xen the result is the number of extents completed, never an errno: a bad argument,
-/// a foreign domain, an oversized order or a failing extent stops the operation there.
+/// a domain that does not exist or may not be named, an oversized order or a failing extent
+/// stops the operation there.
 fn reservation(c: &mut Ctx<'_>, op: u64, start: u64, arg: u64) -> Outcome {
     let Ok(r) = c.mem().read_obj::<Reservation>(arg) else {
         return Ok(start).into();
@@ -530,22 +532,46 @@ fn reservation(c: &mut Ctx<'_>, op: u64, start: u64, arg: u64) -> Outcome {
     } else {
         MAX_ORDER_DOMU
     };
-    if target_is_self(c, r.domid).is_err() || r.extent_order > max_order || r.nr_extents > (1 << 40)
-    {
+    if r.extent_order > max_order || r.nr_extents > (1 << 40) {
         return Ok(start).into();
     }
+    let mem = crate::guestmem::GuestMem::current(c.dom, c.dom.vcpus[c.vcpu].current_root());
+    if target_is_self(c, r.domid).is_ok() {
+        return reserve(&mem, c.regs, c.dom, &r, op, start);
+    }
+    if !c.dom.privileged || r.domid >= DOMID_SELF {
+        return Ok(start).into();
+    }
+    let Some(mut t) = c.doms.take(r.domid) else {
+        return Ok(start).into();
+    };
+    let out = reserve(&mem, c.regs, &mut t, &r, op, start);
+    c.doms.put(t);
+    out
+}
+
+/// The extents of `r` from `start` on, for domain `dom`; the extent list is in the caller's
+/// memory `mem`.
+fn reserve(
+    mem: &crate::guestmem::GuestMem<'_>,
+    regs: &mut crate::percpu::GuestRegs,
+    dom: &mut crate::domain::Domain,
+    r: &Reservation,
+    op: u64,
+    start: u64,
+) -> Outcome {
     let order = r.extent_order;
-    let ptdom = c.dom.ptdom();
+    let ptdom = dom.ptdom();
     let mut i = start;
     while i < r.nr_extents {
         if i - start == EXTENT_BATCH {
-            c.regs.rdi = op | (i << 6);
+            regs.rdi = op | (i << 6);
             return Outcome::Continue;
         }
         let slot = r.extent_start.wrapping_add(i * 8);
         let done = match op {
             1 => {
-                let Ok(first) = c.mem().read_obj::<u64>(slot) else {
+                let Ok(first) = mem.read_obj::<u64>(slot) else {
                     break;
                 };
                 // Each frame of the extent in turn; a frame that is not ours stops here.
@@ -557,16 +583,16 @@ fn reservation(c: &mut Ctx<'_>, op: u64, start: u64, arg: u64) -> Outcome {
                         break;
                     }
                 }
-                crate::mm::reap_freed(c.dom);
+                crate::mm::reap_freed(dom);
                 all
             }
             _ => {
                 let n = 1u64 << order;
-                if c.dom.tot_pages + n > c.dom.max_pages {
+                if dom.tot_pages + n > dom.max_pages {
                     break;
                 }
                 let gpfn = if op == 6 {
-                    let Ok(p) = c.mem().read_obj::<u64>(slot) else {
+                    let Ok(p) = mem.read_obj::<u64>(slot) else {
                         break;
                     };
                     Some(p)
@@ -588,16 +614,16 @@ fn reservation(c: &mut Ctx<'_>, op: u64, start: u64, arg: u64) -> Outcome {
                         crate::mm::set_m2p(base + k, p + k);
                     }
                 }
-                c.dom.tot_pages += n;
+                dom.tot_pages += n;
                 // A NULL list is allowed for increase_reservation: the frames are not reported.
-                if (r.extent_start != 0 || op == 6) && c.mem().write_obj(slot, &base).is_err() {
+                if (r.extent_start != 0 || op == 6) && mem.write_obj(slot, &base).is_err() {
                     // Unreportable: give the frames back rather than leak them.
                     crate::mm::with_frames(|ft, _| {
                         for k in 0..n {
                             let _ = ft.release(base + k, ptdom.id);
                         }
                     });
-                    crate::mm::reap_freed(c.dom);
+                    crate::mm::reap_freed(dom);
                     break;
                 }
                 true
@@ -900,84 +926,6 @@ fn exchange(c: &mut Ctx<'_>, arg: u64) -> Outcome {
         let _ = c.mem().write_obj(arg + 64, &x.nr_exchanged);
     }
     Ok(0).into()
-}
-
-// ---- domctl ----
-
-/// The domctl interface version of Xen 4.17.
-const DOMCTL_INTERFACE_VERSION: u32 = 0x15;
-const DOMCTL_MAX_MEM: u32 = 11;
-
-/// domctl(op): the toolstack's domain control; so far only max_mem, on the caller itself.
-pub fn domctl(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
-    if !c.dom.privileged {
-        return Err(Errno::EPERM).into();
-    }
-    let mut head = [0u8; 24];
-    if let Err(e) = c.mem().read(a[0], &mut head) {
-        return Err(e).into();
-    }
-    let cmd = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
-    let version = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
-    let domain = u16::from_le_bytes([head[8], head[9]]);
-    if version != DOMCTL_INTERFACE_VERSION {
-        return Err(Errno::EACCES).into();
-    }
-    match cmd {
-        DOMCTL_MAX_MEM => {
-            if domain != c.dom.id {
-                return Err(Errno::ESRCH).into();
-            }
-            let kb = u64::from_le_bytes(head[16..24].try_into().unwrap_or([0; 8]));
-            c.dom.max_pages = (kb >> 2).min(u64::from(u32::MAX));
-            Ok(0).into()
-        }
-        DOMCTL_SCHEDULER_OP => scheduler_op(c, a[0], domain),
-        _ => Err(Errno::ENOSYS).into(),
-    }
-}
-
-/// XEN_DOMCTL_scheduler_op.
-const DOMCTL_SCHEDULER_OP: u32 = 16;
-/// XEN_SCHEDULER_CREDIT: the only scheduler here.
-const SCHEDULER_CREDIT: u32 = 5;
-
-/// XEN_DOMCTL_scheduler_op for the credit scheduler: getinfo reads a domain's weight and cap,
-/// putinfo sets them (weight 0 and cap 0xffff leave them as they are). Another scheduler id, or
-/// the per-vCPU sub-ops, get -EINVAL as from Xen's credit scheduler.
-fn scheduler_op(c: &mut Ctx<'_>, arg: u64, domain: u16) -> Outcome {
-    if domain != c.dom.id {
-        return Err(Errno::ESRCH).into();
-    }
-    let mut op = [0u8; 0x1c];
-    if let Err(e) = c.mem().read(arg, &mut op) {
-        return Err(e).into();
-    }
-    let sched_id = u32::from_le_bytes([op[0x10], op[0x11], op[0x12], op[0x13]]);
-    let cmd = u32::from_le_bytes([op[0x14], op[0x15], op[0x16], op[0x17]]);
-    if sched_id != SCHEDULER_CREDIT {
-        return Err(Errno::EINVAL).into();
-    }
-    let weight = u16::from_le_bytes([op[0x18], op[0x19]]);
-    let cap = u16::from_le_bytes([op[0x1a], op[0x1b]]);
-    match cmd {
-        0 => crate::sched::set_credit(
-            c.dom.id,
-            (weight != 0).then_some(weight),
-            (cap != u16::MAX).then_some(u32::from(cap)),
-        )
-        .map(|()| 0)
-        .into(),
-        1 => match crate::sched::credit(c.dom.id) {
-            Ok((w, cap)) => {
-                op[0x18..0x1a].copy_from_slice(&w.to_le_bytes());
-                op[0x1a..0x1c].copy_from_slice(&(cap.min(0xfffe) as u16).to_le_bytes());
-                c.mem().write(arg, &op).map(|()| 0).into()
-            }
-            Err(e) => Err(e).into(),
-        },
-        _ => Err(Errno::EINVAL).into(),
-    }
 }
 
 /// XENPF_INTERFACE_VERSION.

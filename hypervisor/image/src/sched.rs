@@ -61,6 +61,7 @@ pub fn init(dom: &mut Domain) {
     crate::percpu::set_vcpu(first);
     crate::smp::set_active(true);
     dom.vcpus[first].cpu = Some(me);
+    crate::vcpu::set_runstate(dom, first, RUNSTATE_RUNNING);
 }
 
 /// Registers a new domain and its vCPUs with the policy (default weight, no cap); those that
@@ -68,6 +69,13 @@ pub fn init(dom: &mut Domain) {
 pub fn add_domain(dom: &mut Domain) {
     if let Some(p) = POLICY.lock().as_mut() {
         let _ = p.add_domain(DomId(dom.id), DEFAULT_WEIGHT, 0);
+    }
+    add_vcpus(dom);
+}
+
+/// Registers a domain's vCPUs that the policy does not know yet; those that may run are woken.
+pub fn add_vcpus(dom: &mut Domain) {
+    if let Some(p) = POLICY.lock().as_mut() {
         for i in 0..dom.vcpus.len() {
             let _ = p.add_vcpu(unit(dom, i));
         }

@@ -504,21 +504,37 @@ fn canonical(a: u64) -> bool {
     ((a as i64) >> 47) == ((a as i64) >> 63)
 }
 
-/// VCPUOP_initialise: gives a vCPU that was never initialised its whole context (registers,
-/// trap table, callbacks, GDT, LDT, root page tables, FPU, debug registers), checked as Xen
-/// checks it. The vCPU stays down unless the context says VGCF_online.
+/// VCPUOP_initialise: gives a vCPU that was never initialised its whole context
+/// (`set_context`). The vCPU stays down unless the context says VGCF_online.
 fn initialise(c: &mut Ctx<'_>, v: usize, arg: u64) -> Result<(), Errno> {
-    use xen_abi::layout::{VGCF_FAILSAFE_DISABLES_EVENTS, VGCF_I387_VALID, VGCF_IN_KERNEL};
-    use xen_abi::layout::{VGCF_ONLINE, VGCF_SYSCALL_DISABLES_EVENTS};
-    use xen_abi::vcpu::VcpuGuestContext;
-    const WORDS: usize = core::mem::size_of::<VcpuGuestContext>() / 8;
-    let mut words = alloc::vec![0u64; WORDS];
-    c.mem().read(arg, words.as_mut_slice().as_mut_bytes())?;
-    let ctx =
-        VcpuGuestContext::ref_from_bytes(words.as_slice().as_bytes()).map_err(|_| Errno::EFAULT)?;
+    let words = read_context(&c.mem(), arg)?;
+    let ctx = xen_abi::vcpu::VcpuGuestContext::ref_from_bytes(words.as_slice().as_bytes())
+        .map_err(|_| Errno::EFAULT)?;
     if c.dom.vcpus[v].initialised {
         return Err(Errno::EEXIST);
     }
+    set_context(c.dom, v, ctx)
+}
+
+/// Reads a struct vcpu_guest_context from guest memory (as 8-byte aligned words).
+pub fn read_context(mem: &crate::guestmem::GuestMem<'_>, arg: u64) -> Result<Vec<u64>, Errno> {
+    const WORDS: usize = core::mem::size_of::<xen_abi::vcpu::VcpuGuestContext>() / 8;
+    let mut words = alloc::vec![0u64; WORDS];
+    mem.read(arg, words.as_mut_slice().as_mut_bytes())?;
+    Ok(words)
+}
+
+/// Gives vCPU `v` of `dom`, which was never initialised, the whole context `ctx`: registers,
+/// trap table, callbacks, GDT, LDT, root page tables, FPU, debug registers, checked as Xen's
+/// arch_set_info_guest checks them (VCPUOP_initialise, XEN_DOMCTL_setvcpucontext). The vCPU
+/// comes up if the context says VGCF_online.
+pub fn set_context(
+    dom: &mut Domain,
+    v: usize,
+    ctx: &xen_abi::vcpu::VcpuGuestContext,
+) -> Result<(), Errno> {
+    use xen_abi::layout::{VGCF_FAILSAFE_DISABLES_EVENTS, VGCF_I387_VALID, VGCF_IN_KERNEL};
+    use xen_abi::layout::{VGCF_ONLINE, VGCF_SYSCALL_DISABLES_EVENTS};
     let r = &ctx.user_regs;
     let ldt_used = ctx.ldt_ents != 0;
     let addresses = [
@@ -555,25 +571,25 @@ fn initialise(c: &mut Ctx<'_>, v: usize, arg: u64) -> Result<(), Errno> {
     // References: the GDT frames, then the kernel and user roots; undone on failure.
     let mut gdt = [0u64; crate::desc::GUEST_GDT_PAGES];
     gdt.copy_from_slice(&ctx.gdt_frames[..crate::desc::GUEST_GDT_PAGES]);
-    crate::desc::replace_gdt(c.dom, v, gdt, ctx.gdt_ents)?;
+    crate::desc::replace_gdt(dom, v, gdt, ctx.gdt_ents)?;
     let (root, user_root) = (ctx.ctrlreg[3] >> 12, ctx.ctrlreg[1] >> 12);
     let undo_gdt = |dom: &mut Domain| {
         let _ = crate::desc::replace_gdt(dom, v, [0; crate::desc::GUEST_GDT_PAGES], 0);
     };
-    if crate::mmu::replace_root_of(c.dom, 0, root).is_err() {
-        undo_gdt(c.dom);
+    if crate::mmu::replace_root_of(dom, 0, root).is_err() {
+        undo_gdt(dom);
         return Err(Errno::EINVAL);
     }
     crate::mm::fill_ro_mpt(root);
     if user_root != 0 {
-        if crate::mmu::replace_root_of(c.dom, 0, user_root).is_err() {
-            let _ = crate::mmu::replace_root_of(c.dom, root, 0);
-            undo_gdt(c.dom);
+        if crate::mmu::replace_root_of(dom, 0, user_root).is_err() {
+            let _ = crate::mmu::replace_root_of(dom, root, 0);
+            undo_gdt(dom);
             return Err(Errno::EINVAL);
         }
         crate::mm::fill_ro_mpt(user_root);
     }
-    let x = &mut c.dom.vcpus[v];
+    let x = &mut dom.vcpus[v];
     x.guest_table = root;
     x.guest_table_user = user_root;
     x.kernel_mode = in_kernel;
@@ -652,8 +668,8 @@ fn initialise(c: &mut Ctx<'_>, v: usize, arg: u64) -> Result<(), Errno> {
     x.initialised = true;
     if ctx.flags & VGCF_ONLINE != 0 {
         x.up = true;
-        c.dom.next_due = 0;
-        crate::sched::wake(c.dom, v);
+        dom.next_due = 0;
+        crate::sched::wake(dom, v);
     }
     Ok(())
 }

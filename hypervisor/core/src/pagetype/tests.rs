@@ -30,6 +30,7 @@ const D: Dom = Dom {
     id: 1,
     io: false,
     xen_pages: false,
+    foreign: None,
 };
 const OTHER: u16 = 2;
 /// Frames 0..OWNED belong to domain 1; OWNED..OWNED+2 to domain 2; one shared page; rest free.
@@ -532,4 +533,52 @@ proptest! {
             prop_assert_eq!(ft.freed.last().copied(), Some((m, D.id)), "frame {} freed at once", m);
         }
     }
+}
+
+#[test]
+fn foreign_mappings_map_only_the_foreign_domains_frames() {
+    let (mut ft, mut mem) = setup();
+    ft.pin(&mut mem, 1, 1, D).unwrap();
+    let f = Dom {
+        foreign: Some(OTHER),
+        ..D
+    };
+    // The other domain's frame, writable: a general reference (beside the owner's) and a
+    // writable type.
+    ft.mod_entry(&mut mem, 1, 0, e(OWNED, pte::RW), f, false)
+        .unwrap();
+    assert_eq!(ft.get(OWNED).unwrap().count, 2);
+    assert_eq!(ft.get(OWNED).unwrap().ty, PageType::Writable);
+    // The caller's own frames and the shared page are not the foreign domain's.
+    assert_eq!(
+        ft.mod_entry(&mut mem, 1, 1, e(2, pte::RW), f, false),
+        Err(Errno::EBUSY)
+    );
+    assert_eq!(
+        ft.mod_entry(&mut mem, 1, 1, e(SHARED, 0), f, false),
+        Err(Errno::EBUSY)
+    );
+    // Without foreigndom, the other domain's frames stay out of reach.
+    assert_eq!(
+        ft.mod_entry(&mut mem, 1, 1, e(OWNED + 1, 0), D, false),
+        Err(Errno::EBUSY)
+    );
+    // The owner gives the frame up while it is mapped: freed with the last reference.
+    ft.release(OWNED, OTHER).unwrap();
+    assert!(ft.freed.is_empty());
+    ft.mod_entry(&mut mem, 1, 0, 0, D, false).unwrap();
+    assert_eq!(ft.freed, vec![(OWNED, OTHER)]);
+}
+
+#[test]
+fn an_unshared_page_is_freed_with_its_last_mapping() {
+    let (mut ft, mut mem) = setup();
+    ft.pin(&mut mem, 1, 1, D).unwrap();
+    ft.mod_entry(&mut mem, 1, 0, e(SHARED, pte::RW), D, false)
+        .unwrap();
+    ft.unshare(SHARED, D.id).unwrap();
+    assert!(ft.freed.is_empty());
+    assert_eq!(ft.unshare(SHARED, OTHER), Err(Errno::EINVAL));
+    ft.mod_entry(&mut mem, 1, 0, 0, D, false).unwrap();
+    assert_eq!(ft.freed, vec![(SHARED, NO_DOMAIN)]);
 }
