@@ -20,7 +20,9 @@
 //!   `multicall` wrappers (raw ones too, for bad pointers);
 //! * [`probe`]: more fault-reporting probes (4-byte stores, `LOCK CMPXCHG`,
 //!   segment-register loads, `FS`-relative reads);
-//! * [`smp`]: `VCPUOP_initialise` and friends for tests with more vCPUs.
+//! * [`smp`]: `VCPUOP_initialise` and friends for tests with more vCPUs;
+//! * [`domctl`]: toolstack `XEN_DOMCTL_*` calls (Xen 4.17's structures);
+//! * [`builder`]: building and starting a tiny PV domU from dom0.
 //!
 //! Xen's ABI (numbers and structures) comes from the `xen-abi` crate.
 //!
@@ -32,8 +34,10 @@
 
 pub mod bench;
 pub mod boot;
+pub mod builder;
 pub mod console;
 pub mod cpu;
+pub mod domctl;
 pub mod evtchn;
 pub mod hypercall;
 pub mod insn;

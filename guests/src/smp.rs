@@ -24,17 +24,20 @@ pub fn vcpu_op(cmd: u32, vcpu: u32, arg: u64) -> Result<u64, Errno> {
     result(unsafe { vcpu::vcpu_op_raw(cmd, vcpu, arg) })
 }
 
-/// `VCPUOP_initialise(vcpu)` with a guest-kernel context entering `rip` with
-/// `rsp` (also the kernel stack), flat kernel selectors, IF set, the current
-/// kernel page tables and nothing else, after `edit` has changed it.
-pub fn initialise(
-    vcpu: u32,
+/// Fills the static context buffer with a guest-kernel context entering
+/// `rip` with `rsp` (also the kernel stack), flat kernel selectors, IF set,
+/// kernel root `l4_mfn` and nothing else, lets `edit` change it, and returns
+/// its address: what `VCPUOP_initialise` and `XEN_DOMCTL_setvcpucontext`
+/// read. The buffer stays valid until the next call.
+pub fn build_context(
     rip: u64,
     rsp: u64,
+    l4_mfn: u64,
     edit: impl FnOnce(&mut VcpuGuestContext),
-) -> Result<u64, Errno> {
+) -> u64 {
     let p: *mut VcpuGuestContext = &raw mut CTX;
-    // SAFETY: only vCPU 0 uses CTX, and only here; all zeroes is valid.
+    // SAFETY: only vCPU 0 uses CTX, and only through this function and the
+    // hypercall its caller makes next; all zeroes is a valid value.
     let c = unsafe {
         core::ptr::write_bytes(p, 0, 1);
         &mut *p
@@ -47,7 +50,20 @@ pub fn initialise(
     c.user_regs.rflags = 1 << 9;
     c.kernel_ss = u64::from(FLAT_KERNEL_SS);
     c.kernel_sp = rsp;
-    c.ctrlreg[3] = mm::current_l4() << 12;
+    c.ctrlreg[3] = l4_mfn << 12;
     edit(c);
-    vcpu_op(VCPUOP_INITIALISE, vcpu, p as u64)
+    p as u64
+}
+
+/// `VCPUOP_initialise(vcpu)` with a guest-kernel context entering `rip` with
+/// `rsp` (also the kernel stack), flat kernel selectors, IF set, the current
+/// kernel page tables and nothing else, after `edit` has changed it.
+pub fn initialise(
+    vcpu: u32,
+    rip: u64,
+    rsp: u64,
+    edit: impl FnOnce(&mut VcpuGuestContext),
+) -> Result<u64, Errno> {
+    let ctx = build_context(rip, rsp, mm::current_l4(), edit);
+    vcpu_op(VCPUOP_INITIALISE, vcpu, ctx)
 }
