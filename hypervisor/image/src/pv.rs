@@ -443,8 +443,44 @@ pub fn sched_op(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
             }
             Err(e) => Err(e).into(),
         },
+        4 => remote_shutdown(c, arg).into(),
         _ => Err(Errno::ENOSYS).into(),
     }
+}
+
+/// SCHEDOP_remote_shutdown (struct sched_remote_shutdown: domain id, reason): the hardware
+/// domain shuts another domain down (or itself); others get -EPERM, as from Xen's XSM check.
+fn remote_shutdown(c: &mut Ctx<'_>, arg: u64) -> Result<u64, Errno> {
+    let op = c.mem().read_obj::<[u32; 2]>(arg)?;
+    let (id, reason) = (op[0] as u16, op[1]);
+    let me = id == c.dom.id;
+    if !me && (!c.doms.exists(id) || c.doms.get(id).is_some_and(|d| d.dead)) {
+        return Err(Errno::ESRCH);
+    }
+    if !c.dom.privileged {
+        return Err(Errno::EPERM);
+    }
+    let caller = c.dom.id;
+    let d = if me {
+        &mut *c.dom
+    } else {
+        c.doms.get_mut(id).ok_or(Errno::ESRCH)?
+    };
+    if d.shutdown.is_none() {
+        crate::info!(
+            "d{} shut down by d{}: reason {} ({})",
+            id,
+            caller,
+            reason,
+            shutdown_name(reason)
+        );
+        d.shutdown = Some(crate::domain::Shutdown::Requested(reason));
+    }
+    if !me {
+        // Its vCPUs leave their CPUs now; the caller's own shutdown is acted on on its way out.
+        crate::traps::park(d);
+    }
+    Ok(0)
 }
 
 /// Name of a SHUTDOWN_* reason.
