@@ -250,7 +250,15 @@ fn run_entry(c: &mut Ctx<'_>, op: u64, mut args: [u64; 5]) -> u64 {
         match (h.handler)(c, args) {
             Outcome::Done(Ok(v)) => break v,
             Outcome::Done(Err(e)) => break e.as_ret() as u64,
-            Outcome::Continue => args = [c.regs.rdi, c.regs.rsi, c.regs.rdx, c.regs.r10, c.regs.r8],
+            Outcome::Continue => {
+                let next = [c.regs.rdi, c.regs.rsi, c.regs.rdx, c.regs.r10, c.regs.r8];
+                if next == args {
+                    // No progress: it waits for another CPU (destroydomain), which cannot
+                    // move while this one holds the domain lock. The caller retries.
+                    break Errno::EAGAIN.as_ret() as u64;
+                }
+                args = next;
+            }
             Outcome::NoReturn => break Errno::EINVAL.as_ret() as u64,
         }
     };
