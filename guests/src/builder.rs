@@ -15,7 +15,8 @@
 //! | 4-7 | L4, L3, L2, L1 | read-only |
 //!
 //! The domU starts with RSI = start_info VA, no trap table, no callbacks and
-//! no hypercall page: its code must not fault or make hypercalls.
+//! no hypercall page: a fault crashes it, and it can only make hypercalls
+//! with a raw `SYSCALL` (rax = number, arguments in rdi, rsi, rdx, r10, r8).
 //!
 //! Frames are written through mm window [`BUILD_WINDOW`] (mapped writable to
 //! the foreign frame, then restored); callers may use windows 1-5.
@@ -82,6 +83,26 @@ pub fn populate_physmap(domid: u16, gpfns: &mut [u64]) -> Result<u64, Errno> {
             ],
         )
     })
+}
+
+/// Creates a PV domain with one vCPU (Xen picks the id), gives it
+/// `max_mem` 256 KiB and populates its [`NR_PFNS`] pfns; returns its id and
+/// the MFN of each pfn. On an error the domain may exist half built (the
+/// caller destroys it or ends the test).
+pub fn create_populated() -> Result<(u16, [u64; NR_PFNS]), Errno> {
+    let (domid, _) = domctl::create_domain(0, &domctl::CreateDomain::pv(1))?;
+    domctl::max_vcpus(domid, 1)?;
+    domctl::max_mem(domid, 256)?;
+    let mut mfns: [u64; NR_PFNS] = core::array::from_fn(|i| i as u64);
+    if populate_physmap(domid, &mut mfns)? != NR_PFNS as u64 {
+        return Err(Errno::ENOMEM);
+    }
+    Ok((domid, mfns))
+}
+
+/// MFN of `domid`'s shared_info page (from getdomaininfo).
+pub fn shared_info_mfn(domid: u16) -> Result<u64, Errno> {
+    Ok(domctl::getdomaininfo(domid)?.1.shared_info_frame)
 }
 
 /// Maps mm window `window` to frame `mfn` of domain `domid` with
@@ -218,8 +239,17 @@ impl TinyDomain {
         (self.mfns[pfn] << 12) | TABLE
     }
 
-    fn fill(&self, pfn: usize, f: impl FnOnce(&mut [u64; 512])) -> Result<(), Errno> {
+    /// Clears page `pfn` and lets `f` write it (see [`fill_foreign`]); for
+    /// the data and stack pages also after [`Self::build`] and while the
+    /// domU runs (the tables cannot be mapped writable once typed).
+    pub fn fill(&self, pfn: usize, f: impl FnOnce(&mut [u64; 512])) -> Result<(), Errno> {
         fill_foreign(self.domid, self.mfns[pfn], f)
+    }
+
+    /// Machine address of the domU's L1 entry that maps `pfn` (what a
+    /// `mmu_update` of that mapping names).
+    pub fn l1e_maddr(&self, pfn: usize) -> u64 {
+        mm::entry_maddr(self.mfn(PFN_L1), mm::index_of(Self::va(pfn), 1))
     }
 
     /// The address of a vCPU context for the domU's entry: kernel mode and

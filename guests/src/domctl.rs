@@ -73,6 +73,10 @@ pub const DOMINF_PAUSED: u32 = 1 << 3;
 pub const DOMINF_BLOCKED: u32 = 1 << 4;
 /// `XEN_DOMINF_running` (some vCPU is running).
 pub const DOMINF_RUNNING: u32 = 1 << 5;
+/// Shift of the shutdown code in `flags` (`XEN_DOMINF_shutdownshift`).
+pub const DOMINF_SHUTDOWN_SHIFT: u32 = 16;
+/// Mask of the shutdown code after the shift (`XEN_DOMINF_shutdownmask`).
+pub const DOMINF_SHUTDOWN_MASK: u32 = 0xff;
 /// What Xen 4.17 reports in the shutdown-code bits (16 and up) of a domain
 /// that has not shut down: its `SHUTDOWN_CODE_INVALID` (`~0u`) shifted left
 /// by 16, unmasked, so bits 16-31 are all set.

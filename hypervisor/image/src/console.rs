@@ -182,7 +182,13 @@ pub fn rx_interrupt() {
     outb(0x20, 0x20);
 }
 
-/// Whether input arrived since the last call (dom0 should get VIRQ_CONSOLE).
+/// Whether input arrived since the last `take_rx_notify` (dom0 should get VIRQ_CONSOLE).
+#[inline]
+pub fn rx_notify_pending() -> bool {
+    RX_NOTIFY.load(Ordering::Relaxed)
+}
+
+/// Takes the console-input notification (see `rx_notify_pending`).
 pub fn take_rx_notify() -> bool {
     RX_NOTIFY.swap(false, Ordering::AcqRel)
 }

@@ -249,8 +249,9 @@ pub struct Domain {
 
 impl Domain {
     /// Whether vCPU `v` may be scheduled: the domain runs and the vCPU is up and not waiting.
+    #[inline]
     pub fn can_run(&self, v: usize) -> bool {
-        self.paused == 0 && self.shutdown.is_none() && !self.dying && self.vcpus[v].runnable()
+        self.vcpus[v].runnable() && self.paused == 0 && self.shutdown.is_none() && !self.dying
     }
 
     /// The page-type view of this domain.
@@ -294,15 +295,21 @@ impl Domains {
     }
 
     /// Takes a domain out of its slot.
+    #[inline]
     pub fn take(&mut self, id: u16) -> Option<Box<Domain>> {
         self.slots.get_mut(usize::from(id))?.take()
     }
 
     /// Puts a domain taken out back in its slot.
+    #[inline]
     pub fn put(&mut self, dom: Box<Domain>) {
-        let id = usize::from(dom.id);
-        debug_assert!(self.slots[id].is_none());
-        self.slots[id] = Some(dom);
+        let slot = &mut self.slots[usize::from(dom.id)];
+        // The slot is empty (its domain was taken out): nothing to drop.
+        if slot.is_none() {
+            *slot = Some(dom);
+        } else {
+            panic!("domain {} put back twice", dom.id);
+        }
     }
 
     /// Adds a new domain.

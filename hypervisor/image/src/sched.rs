@@ -183,7 +183,26 @@ fn pick(me: usize, now: u64) -> Option<UnitId> {
 /// another domain. Returns the domain now current (still taken out), or `None` if nothing is
 /// left to run here: the running vCPU's state has been saved, every domain is back in
 /// `table`, and the caller must give up the domain lock and go to `idle_loop`.
+#[inline(always)]
 pub fn schedule(
+    table: &mut crate::domain::Domains,
+    dom: Box<Domain>,
+    regs: &mut GuestRegs,
+    now: u64,
+) -> Option<Box<Domain>> {
+    let me = crate::percpu::cpu_id();
+    if !RESCHED[me].load(Ordering::Acquire)
+        && now < SLICE_END[me].load(Ordering::Relaxed)
+        && dom.can_run(crate::percpu::vcpu())
+    {
+        return Some(dom);
+    }
+    choose(table, dom, regs, now)
+}
+
+/// `schedule` once the policy must choose.
+#[inline(never)]
+fn choose(
     table: &mut crate::domain::Domains,
     mut dom: Box<Domain>,
     regs: &mut GuestRegs,
@@ -191,12 +210,6 @@ pub fn schedule(
 ) -> Option<Box<Domain>> {
     let me = crate::percpu::cpu_id();
     let cur = crate::percpu::vcpu();
-    if !RESCHED[me].load(Ordering::Acquire)
-        && now < SLICE_END[me].load(Ordering::Relaxed)
-        && dom.can_run(cur)
-    {
-        return Some(dom);
-    }
     match pick(me, now) {
         Some(u) if u.dom.0 == dom.id && u.vcpu.0 as usize == cur => {
             crate::vcpu::set_runstate(&mut dom, cur, RUNSTATE_RUNNING);

@@ -120,11 +120,16 @@ pub fn exit_to_guest(
 /// Acts once on a domain's shutdown: the hardware domain's stops the machine, as on Xen;
 /// another domain's vCPUs leave the scheduler (the domain stays until destroyed) and dom0 gets
 /// VIRQ_DOM_EXC.
+#[inline]
 pub fn park(dom: &mut Domain) {
-    let Some(s) = dom.shutdown else { return };
-    if dom.parked {
-        return;
+    if dom.shutdown.is_some() && !dom.parked {
+        park_now(dom);
     }
+}
+
+#[inline(never)]
+fn park_now(dom: &mut Domain) {
+    let Some(s) = dom.shutdown else { return };
     if dom.id == 0 {
         crate::domain_stopped(dom.id, s);
     }

@@ -62,14 +62,23 @@ pub fn check_exit(dom: &mut Domain, table: &mut crate::domain::Domains) -> u64 {
     let now = crate::time::now_ns();
     let mut next = timers(dom, now);
     if table.ids.len() > 1 {
-        for i in 0..table.ids.len() {
-            if let Some(d) = table.get_mut(table.ids[i]) {
-                next = next.min(timers(d, now));
-            }
-        }
+        next = next.min(others(table, now));
     }
     crate::time::set_deadline(Some(next.min(crate::sched::slice_end())));
     now
+}
+
+/// `timers` for every domain in `table` (the current one is taken out); returns when the
+/// earliest next timer event of theirs is due.
+#[inline(never)]
+fn others(table: &mut crate::domain::Domains, now: u64) -> u64 {
+    let mut next = u64::MAX;
+    for i in 0..table.ids.len() {
+        if let Some(d) = table.get_mut(table.ids[i]) {
+            next = next.min(timers(d, now));
+        }
+    }
+    next
 }
 
 /// `check` for an idle CPU: every domain is in `table`.
@@ -87,11 +96,15 @@ pub fn check_idle(table: &mut crate::domain::Domains) {
 
 /// The work of `check` for one domain at system time `now`; returns when its next timer
 /// event is due.
+#[inline(always)]
 fn timers(dom: &mut Domain, now: u64) -> u64 {
-    if dom.privileged && crate::console::take_rx_notify() {
+    if dom.privileged && crate::console::rx_notify_pending() && crate::console::take_rx_notify() {
         let _ = crate::events::send_virq(dom, 0, VIRQ_CONSOLE);
     }
-    if dom.id == 0 && DOM_EXC.swap(false, core::sync::atomic::Ordering::AcqRel) {
+    if dom.id == 0
+        && DOM_EXC.load(core::sync::atomic::Ordering::Relaxed)
+        && DOM_EXC.swap(false, core::sync::atomic::Ordering::AcqRel)
+    {
         let _ = crate::events::send_virq(dom, 0, VIRQ_DOM_EXC);
     }
     let next = if now >= dom.next_due {
