@@ -42,6 +42,7 @@ macro_rules! impl_zeroed_default {
 pub mod callback;
 pub mod console;
 pub mod cpuid;
+pub mod domctl;
 pub mod elfnote;
 pub mod errno;
 pub mod event_channel;

@@ -12,25 +12,13 @@
 //! torn down only once none of its vCPUs is on a CPU.
 use alloc::boxed::Box;
 use core::sync::atomic::{AtomicU16, Ordering};
+use xen_abi::domctl::*;
 use xen_abi::errno::Errno;
+use xenolith_core::pagetype::Owner;
 use zerocopy::FromBytes;
 
 use crate::domain::{Domain, Vcpu, MAX_DOMAINS};
 use crate::hypercall::{Ctx, Outcome};
-use xenolith_core::pagetype::Owner;
-
-/// The domctl interface version of Xen 4.17.
-const INTERFACE_VERSION: u32 = 0x15;
-const CREATEDOMAIN: u32 = 1;
-const DESTROYDOMAIN: u32 = 2;
-const PAUSEDOMAIN: u32 = 3;
-const UNPAUSEDOMAIN: u32 = 4;
-const GETDOMAININFO: u32 = 5;
-const MAX_MEM: u32 = 11;
-const SETVCPUCONTEXT: u32 = 12;
-const GETVCPUINFO: u32 = 14;
-const MAX_VCPUS: u32 = 15;
-const SCHEDULER_OP: u32 = 16;
 
 /// DOMID_FIRST_RESERVED: ids from here up are special (DOMID_SELF, DOMID_IO, ...).
 const DOMID_FIRST_RESERVED: u16 = 0x7ff0;
@@ -38,45 +26,6 @@ const DOMID_FIRST_RESERVED: u16 = 0x7ff0;
 const MAX_DOMAIN_VCPUS: u32 = 32;
 /// Most controller pauses stacked on one domain (Xen's limit).
 const MAX_PAUSES: u32 = 255;
-
-/// XEN_DOMCTL_CDF_* flags.
-const CDF_HVM: u32 = 1 << 0;
-const CDF_HAP: u32 = 1 << 1;
-const CDF_OOS_OFF: u32 = 1 << 3;
-const CDF_IOMMU: u32 = 1 << 5;
-const CDF_VPMU: u32 = 1 << 7;
-const CDF_KNOWN: u32 = 0xff;
-/// XEN_X86_MSR_RELAXED, the only arch misc flag.
-const MISC_MSR_RELAXED: u32 = 1;
-
-/// XEN_DOMINF_* flags.
-const DOMINF_DYING: u32 = 1 << 0;
-const DOMINF_SHUTDOWN: u32 = 1 << 2;
-const DOMINF_PAUSED: u32 = 1 << 3;
-const DOMINF_BLOCKED: u32 = 1 << 4;
-const DOMINF_RUNNING: u32 = 1 << 5;
-const DOMINF_SHUTDOWN_SHIFT: u32 = 16;
-/// SHUTDOWN_crash.
-const SHUTDOWN_CRASH: u32 = 3;
-
-/// struct xen_domctl: a 16-byte header (cmd, interface_version, domain) and a 128-byte union.
-const SIZE: usize = 16 + 128;
-/// Offset of the union.
-const U: usize = 16;
-
-fn get_u32(op: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([op[at], op[at + 1], op[at + 2], op[at + 3]])
-}
-
-fn get_u64(op: &[u8], at: usize) -> u64 {
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&op[at..at + 8]);
-    u64::from_le_bytes(b)
-}
-
-fn put(op: &mut [u8], at: usize, bytes: &[u8]) {
-    op[at..at + bytes.len()].copy_from_slice(bytes);
-}
 
 /// What a sub-op gives back: a result, and whether the structure goes back to the caller.
 enum Reply {
@@ -89,42 +38,41 @@ pub fn domctl(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
     if !c.dom.privileged {
         return Err(Errno::EPERM).into();
     }
-    let mut op = [0u8; SIZE];
-    if let Err(e) = c.mem().read(a[0], &mut op) {
-        return Err(e).into();
-    }
-    if get_u32(&op, 4) != INTERFACE_VERSION {
+    let mut op: Domctl = match c.mem().read_obj(a[0]) {
+        Ok(op) => op,
+        Err(e) => return Err(e).into(),
+    };
+    if op.interface_version != XEN_DOMCTL_INTERFACE_VERSION {
         return Err(Errno::EACCES).into();
     }
-    let cmd = get_u32(&op, 0);
-    let domain = u16::from_le_bytes([op[8], op[9]]);
+    let (cmd, domain) = (op.cmd, op.domain);
     let reply = match cmd {
-        CREATEDOMAIN => create(c, &mut op),
-        GETDOMAININFO => getdomaininfo(c, &mut op, domain),
+        XEN_DOMCTL_CREATEDOMAIN => create(c, &mut op),
+        XEN_DOMCTL_GETDOMAININFO => getdomaininfo(c, &mut op, domain),
         _ if domain != c.dom.id && !c.doms.exists(domain) => Reply::Done(Err(Errno::ESRCH), false),
         // A zombie only waits for its last pages: only destroy and getdomaininfo see it.
-        _ if cmd != DESTROYDOMAIN && target(c, domain).dead => {
+        _ if cmd != XEN_DOMCTL_DESTROYDOMAIN && target(c, domain).dead => {
             Reply::Done(Err(Errno::EINVAL), false)
         }
-        DESTROYDOMAIN => destroy(c, domain),
-        PAUSEDOMAIN => Reply::Done(pause(c, domain), false),
-        UNPAUSEDOMAIN => Reply::Done(unpause(c, domain), false),
-        MAX_MEM => {
-            let pages = get_u64(&op, U) >> 2;
+        XEN_DOMCTL_DESTROYDOMAIN => destroy(c, domain),
+        XEN_DOMCTL_PAUSEDOMAIN => Reply::Done(pause(c, domain), false),
+        XEN_DOMCTL_UNPAUSEDOMAIN => Reply::Done(unpause(c, domain), false),
+        XEN_DOMCTL_MAX_MEM => {
+            let pages = op.get::<MaxMem>().max_memkb >> 2;
             target(c, domain).max_pages = pages.min(u64::from(u32::MAX));
             Reply::Done(Ok(0), false)
         }
-        MAX_VCPUS => Reply::Done(max_vcpus(c, domain, get_u32(&op, U)), false),
-        SETVCPUCONTEXT => Reply::Done(setvcpucontext(c, &op, domain), false),
-        GETVCPUINFO => getvcpuinfo(c, &mut op, domain),
-        SCHEDULER_OP => scheduler_op(c, &mut op, domain),
+        XEN_DOMCTL_MAX_VCPUS => Reply::Done(max_vcpus(c, domain, op.get::<MaxVcpus>().max), false),
+        XEN_DOMCTL_SETVCPUCONTEXT => Reply::Done(setvcpucontext(c, &op, domain), false),
+        XEN_DOMCTL_GETVCPUINFO => getvcpuinfo(c, &mut op, domain),
+        XEN_DOMCTL_SCHEDULER_OP => scheduler_op(&mut op, domain),
         _ => Reply::Done(Err(Errno::ENOSYS), false),
     };
     match reply {
         Reply::Continue => Outcome::Continue,
         Reply::Done(r, copyback) => {
             if copyback && r.is_ok() {
-                if let Err(e) = c.mem().write(a[0], &op) {
+                if let Err(e) = c.mem().write_obj(a[0], &op) {
                     return Err(e).into();
                 }
             }
@@ -152,52 +100,46 @@ static ROVER: AtomicU16 = AtomicU16::new(0);
 /// xen_domctl_createdomain says (checked as Xen's sanitise_domain_config checks it), with no
 /// vCPUs until XEN_DOMCTL_max_vcpus. Its id goes back in the header's `domain`, and the flags
 /// with CDF_oos_off added as Xen does for PV.
-fn create(c: &mut Ctx<'_>, op: &mut [u8; SIZE]) -> Reply {
+fn create(c: &mut Ctx<'_>, op: &mut Domctl) -> Reply {
     let r = (|| {
-        let flags = get_u32(op, U + 20);
-        let iommu_opts = get_u32(op, U + 24);
-        let max_vcpus = get_u32(op, U + 28);
-        let max_evtchn_port = get_u32(op, U + 32);
-        let grant_opts = get_u32(op, U + 44);
-        let vmtrace_size = get_u32(op, U + 48);
-        let cpupool = get_u32(op, U + 52);
-        let emulation = get_u32(op, U + 56);
-        let misc = get_u32(op, U + 60);
-        let invalid = flags & !CDF_KNOWN != 0
-            || grant_opts & !0xf != 0
+        let mut cfg: CreateDomain = op.get();
+        let flags = cfg.flags;
+        let grant_version = cfg.grant_opts & XEN_DOMCTL_GRANT_VERSION_MASK;
+        let invalid = flags & !XEN_DOMCTL_CDF_ALL != 0
+            || cfg.grant_opts & !XEN_DOMCTL_GRANT_VERSION_MASK != 0
             // Grant table version 1 or 2 (Xen's grant_table_init).
-            || !(1..=2).contains(&(grant_opts & 0xf))
-            || max_vcpus < 1
-            || (flags & CDF_HAP != 0 && flags & CDF_HVM == 0)
-            || flags & CDF_IOMMU != 0
-            || iommu_opts != 0
-            || vmtrace_size != 0
-            || flags & CDF_VPMU != 0
-            || misc & !MISC_MSR_RELAXED != 0
-            || max_vcpus > MAX_DOMAIN_VCPUS;
+            || !(1..=2).contains(&grant_version)
+            || cfg.max_vcpus < 1
+            || (flags & XEN_DOMCTL_CDF_HAP != 0 && flags & XEN_DOMCTL_CDF_HVM == 0)
+            || flags & XEN_DOMCTL_CDF_IOMMU != 0
+            || cfg.iommu_opts != 0
+            || cfg.vmtrace_size != 0
+            || flags & XEN_DOMCTL_CDF_VPMU != 0
+            || cfg.arch.misc_flags & !XEN_X86_MSR_RELAXED != 0
+            || cfg.max_vcpus > MAX_DOMAIN_VCPUS;
         if invalid {
             return Err(Errno::EINVAL);
         }
-        if flags & CDF_HVM != 0 {
+        if flags & XEN_DOMCTL_CDF_HVM != 0 {
             crate::info!("createdomain: HVM and PVH domains are not supported yet");
             return Err(Errno::EOPNOTSUPP);
         }
-        if emulation != 0 {
+        if cfg.arch.emulation_flags != 0 {
             // Xen: no emulated devices for a PV domU.
             return Err(Errno::EOPNOTSUPP);
         }
-        if cpupool != 0 {
+        if cfg.cpupool_id != 0 {
             return Err(Errno::ENOENT);
         }
-        let id = pick_domid(c, u16::from_le_bytes([op[8], op[9]]))?;
-        let mut handle = [0u8; 16];
-        handle.copy_from_slice(&op[U + 4..U + 20]);
-        let mut dom = new_domain(id, max_vcpus, max_evtchn_port, handle)?;
+        let id = pick_domid(c, op.domain)?;
+        let max_vcpus = cfg.max_vcpus;
+        let mut dom = new_domain(id, max_vcpus, cfg.max_evtchn_port, cfg.handle)?;
         crate::sched::add_domain(&mut dom);
         crate::info!("d{id}: created (up to {max_vcpus} vCPUs), paused");
         c.doms.insert(Box::new(dom));
-        put(op, 8, &id.to_le_bytes());
-        put(op, U + 20, &(flags | CDF_OOS_OFF).to_le_bytes());
+        op.domain = id;
+        cfg.flags |= XEN_DOMCTL_CDF_OOS_OFF;
+        op.set(&cfg);
         Ok(0)
     })();
     Reply::Done(r, true)
@@ -423,7 +365,7 @@ fn teardown(d: &mut Domain) {
 
 /// XEN_DOMCTL_getdomaininfo: the state of the first domain whose id is at least the one
 /// asked for (as Xen walks its domain list), echoed in the header's `domain`.
-fn getdomaininfo(c: &mut Ctx<'_>, op: &mut [u8; SIZE], asked: u16) -> Reply {
+fn getdomaininfo(c: &mut Ctx<'_>, op: &mut Domctl, asked: u16) -> Reply {
     if asked >= DOMID_FIRST_RESERVED {
         return Reply::Done(Err(Errno::EINVAL), false);
     }
@@ -444,27 +386,27 @@ fn getdomaininfo(c: &mut Ctx<'_>, op: &mut [u8; SIZE], asked: u16) -> Reply {
             .iter()
             .all(|v| !matches!(v.wait, crate::domain::Wait::None))
         {
-            flags |= DOMINF_BLOCKED;
+            flags |= XEN_DOMINF_BLOCKED;
         }
         if online.iter().any(|v| v.cpu.is_some()) {
-            flags |= DOMINF_RUNNING;
+            flags |= XEN_DOMINF_RUNNING;
         }
     }
     let code = match d.shutdown {
         Some(crate::domain::Shutdown::Requested(r)) => r,
-        Some(crate::domain::Shutdown::Crashed) => SHUTDOWN_CRASH,
+        Some(crate::domain::Shutdown::Crashed) => xen_abi::sched::SHUTDOWN_CRASH,
         None => u32::MAX,
     };
     if d.shutdown.is_some() {
-        flags |= DOMINF_SHUTDOWN;
+        flags |= XEN_DOMINF_SHUTDOWN;
     }
     if d.dead {
-        flags |= DOMINF_DYING;
+        flags |= XEN_DOMINF_DYING;
     }
     if d.paused > 0 {
-        flags |= DOMINF_PAUSED;
+        flags |= XEN_DOMINF_PAUSED;
     }
-    flags |= code << DOMINF_SHUTDOWN_SHIFT;
+    flags |= code << XEN_DOMINF_SHUTDOWNSHIFT;
     let nr_online = online.len() as u32;
     let cpu_time: u64 = d.vcpus.iter().map(|v| running_time(v, now)).sum();
     let tot_pages = if d.dead {
@@ -472,24 +414,25 @@ fn getdomaininfo(c: &mut Ctx<'_>, op: &mut [u8; SIZE], asked: u16) -> Reply {
     } else {
         d.tot_pages
     };
-    let phys_bits = xenolith_arch::instr::cpuid(0x8000_0008, 0).eax & 0xff;
-    let out = &mut op[U..];
-    out.fill(0);
-    put(out, 0, &id.to_le_bytes());
-    put(out, 4, &flags.to_le_bytes());
-    put(out, 8, &tot_pages.to_le_bytes());
-    put(out, 16, &d.max_pages.to_le_bytes());
-    put(out, 48, &d.shared_info_mfn.to_le_bytes());
-    put(out, 56, &cpu_time.to_le_bytes());
-    put(out, 64, &nr_online.to_le_bytes());
-    put(
-        out,
-        68,
-        &(d.vcpus.len() as u32).wrapping_sub(1).to_le_bytes(),
-    );
-    put(out, 76, &d.handle);
-    out[96] = phys_bits as u8;
-    put(op, 8, &id.to_le_bytes());
+    let info = GetDomainInfo {
+        domain: id,
+        flags,
+        tot_pages,
+        max_pages: d.max_pages,
+        shared_info_frame: d.shared_info_mfn,
+        cpu_time,
+        nr_online_vcpus: nr_online,
+        max_vcpu_id: (d.vcpus.len() as u32).wrapping_sub(1),
+        handle: d.handle,
+        gpaddr_bits: (xenolith_arch::instr::cpuid(0x8000_0008, 0).eax & 0xff) as u8,
+        ..GetDomainInfo::default()
+    };
+    *op = Domctl {
+        domain: id,
+        u: [0; 16],
+        ..*op
+    };
+    op.set(&info);
     Reply::Done(Ok(0), true)
 }
 
@@ -505,8 +448,8 @@ fn running_time(v: &Vcpu, now: u64) -> u64 {
 
 /// XEN_DOMCTL_getvcpuinfo: whether a vCPU is up, blocked and running, its running time
 /// (runstate) and its CPU.
-fn getvcpuinfo(c: &mut Ctx<'_>, op: &mut [u8; SIZE], id: u16) -> Reply {
-    let vcpu = get_u32(op, U) as usize;
+fn getvcpuinfo(c: &mut Ctx<'_>, op: &mut Domctl, id: u16) -> Reply {
+    let vcpu = op.get::<GetVcpuInfo>().vcpu as usize;
     let d = target(c, id);
     if vcpu >= d.max_vcpus as usize {
         return Reply::Done(Err(Errno::EINVAL), false);
@@ -515,20 +458,24 @@ fn getvcpuinfo(c: &mut Ctx<'_>, op: &mut [u8; SIZE], id: u16) -> Reply {
         return Reply::Done(Err(Errno::ESRCH), false);
     };
     let now = crate::time::now_ns();
-    op[U + 4] = u8::from(v.up);
-    op[U + 5] = u8::from(!matches!(v.wait, crate::domain::Wait::None));
-    op[U + 6] = u8::from(v.cpu.is_some());
-    put(op, U + 8, &running_time(v, now).to_le_bytes());
-    put(op, U + 16, &(v.cpu.unwrap_or(0) as u32).to_le_bytes());
+    op.set(&GetVcpuInfo {
+        vcpu: vcpu as u32,
+        online: u8::from(v.up),
+        blocked: u8::from(!matches!(v.wait, crate::domain::Wait::None)),
+        running: u8::from(v.cpu.is_some()),
+        cpu_time: running_time(v, now),
+        cpu: v.cpu.unwrap_or(0) as u32,
+        ..GetVcpuInfo::default()
+    });
     Reply::Done(Ok(0), true)
 }
 
 /// XEN_DOMCTL_setvcpucontext: gives a vCPU of another domain its first context (see
 /// `vcpu::set_context`). Setting the context of a vCPU that already has one, or resetting
 /// it (a null context), is not built: -EOPNOTSUPP.
-fn setvcpucontext(c: &mut Ctx<'_>, op: &[u8; SIZE], id: u16) -> Result<u64, Errno> {
-    let vcpu = get_u32(op, U) as usize;
-    let ctxt = get_u64(op, U + 8);
+fn setvcpucontext(c: &mut Ctx<'_>, op: &Domctl, id: u16) -> Result<u64, Errno> {
+    let VcpuContext { vcpu, ctxt, .. } = op.get();
+    let vcpu = vcpu as usize;
     if id == c.dom.id || vcpu >= target(c, id).vcpus.len() {
         return Err(Errno::EINVAL);
     }
@@ -543,23 +490,17 @@ fn setvcpucontext(c: &mut Ctx<'_>, op: &[u8; SIZE], id: u16) -> Result<u64, Errn
     crate::vcpu::set_context(target(c, id), vcpu, ctx).map(|()| 0)
 }
 
-/// XEN_SCHEDULER_CREDIT: the only scheduler here.
-const SCHEDULER_CREDIT: u32 = 5;
-
 /// XEN_DOMCTL_scheduler_op for the credit scheduler: getinfo reads a domain's weight and cap,
 /// putinfo sets them (weight 0 and cap 0xffff leave them as they are). Another scheduler id, or
 /// the per-vCPU sub-ops, get -EINVAL as from Xen's credit scheduler.
-fn scheduler_op(c: &mut Ctx<'_>, op: &mut [u8; SIZE], id: u16) -> Reply {
-    let sched_id = get_u32(op, U);
-    let cmd = get_u32(op, U + 4);
-    if sched_id != SCHEDULER_CREDIT {
+fn scheduler_op(op: &mut Domctl, id: u16) -> Reply {
+    let mut s: SchedulerOp = op.get();
+    if s.sched_id != XEN_SCHEDULER_CREDIT {
         return Reply::Done(Err(Errno::EINVAL), false);
     }
-    let weight = u16::from_le_bytes([op[U + 8], op[U + 9]]);
-    let cap = u16::from_le_bytes([op[U + 10], op[U + 11]]);
-    let _ = c;
-    match cmd {
-        0 => Reply::Done(
+    let (weight, cap) = (s.weight, s.cap);
+    match s.cmd {
+        XEN_DOMCTL_SCHEDOP_PUTINFO => Reply::Done(
             crate::sched::set_credit(
                 id,
                 (weight != 0).then_some(weight),
@@ -568,10 +509,11 @@ fn scheduler_op(c: &mut Ctx<'_>, op: &mut [u8; SIZE], id: u16) -> Reply {
             .map(|()| 0),
             false,
         ),
-        1 => match crate::sched::credit(id) {
+        XEN_DOMCTL_SCHEDOP_GETINFO => match crate::sched::credit(id) {
             Ok((w, cap)) => {
-                put(op, U + 8, &w.to_le_bytes());
-                put(op, U + 10, &(cap.min(0xfffe) as u16).to_le_bytes());
+                s.weight = w;
+                s.cap = cap.min(0xfffe) as u16;
+                op.set(&s);
                 Reply::Done(Ok(0), true)
             }
             Err(e) => Reply::Done(Err(e), false),
