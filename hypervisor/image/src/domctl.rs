@@ -292,9 +292,18 @@ fn destroy(c: &mut Ctx<'_>, id: u16) -> Reply {
     }
     if !d.dead {
         crate::sched::remove_domain(id);
-        teardown(d);
-        d.dead = true;
+        if let Some(mut d) = c.doms.take(id) {
+            // Channels to other domains first: their ends become unbound.
+            let (tab, mut mem) = crate::events::parts(&mut d);
+            let ends = tab.destroy(&mut mem);
+            crate::events::close_remote_ends(c.doms, Some(&mut *c.dom), id, ends);
+            teardown(&mut d);
+            d.dead = true;
+            c.doms.put(d);
+        }
         crate::info!("d{id}: destroyed");
+        // dom0 hears of it, as on Xen, and again when the domain is finally gone.
+        crate::vcpu::DOM_EXC.store(true, Ordering::Release);
     }
     reap_zombies(c);
     Reply::Done(Ok(0), false)
@@ -321,6 +330,7 @@ fn reap_zombies(c: &mut Ctx<'_>) {
     for id in dead {
         if frames_owned(id) == 0 {
             c.doms.remove(id);
+            crate::vcpu::DOM_EXC.store(true, Ordering::Release);
         }
     }
 }

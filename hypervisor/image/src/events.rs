@@ -178,11 +178,69 @@ pub fn send_virq(dom: &mut Domain, vcpu: u32, virq: u32) -> Notify {
 
 const DOMID_SELF: u16 = 0x7ff0;
 
-fn self_domid(c: &Ctx<'_>, d: u16) -> Result<DomId, Errno> {
+/// A domain other than the caller that exists and is not a zombie.
+fn live(doms: &mut crate::domain::Domains, id: u16) -> Option<&mut Domain> {
+    doms.get_mut(id).filter(|d| !d.dead)
+}
+
+/// The domain an operation names in its `dom` field: the caller (or DOMID_SELF), or another
+/// one if the caller is privileged (-ESRCH if it does not exist, -EPERM for the unprivileged),
+/// as Xen's XSM_TARGET checks.
+fn controlled<'a>(c: &'a mut Ctx<'_>, d: u16) -> Result<&'a mut Domain, Errno> {
     if d == DOMID_SELF || d == c.dom.id {
-        Ok(DomId(c.dom.id))
+        return Ok(c.dom);
+    }
+    let privileged = c.dom.privileged;
+    let t = live(c.doms, d).ok_or(Errno::ESRCH)?;
+    if privileged {
+        Ok(t)
     } else {
-        Err(Errno::ESRCH)
+        Err(Errno::EPERM)
+    }
+}
+
+/// Raises `port` of domain `r`, the far end of `from_dom`'s `from_port`, and interrupts the CPU
+/// its notified vCPU runs on (a blocked one is woken on the way back to the guest).
+fn deliver_remote(r: &mut Domain, port: EvtchnPort, from_dom: DomId, from_port: EvtchnPort) {
+    let (rtab, mut rmem) = parts(r);
+    match rtab.deliver_interdomain(&mut rmem, port, from_dom, from_port) {
+        xenolith_core::evtchn::Delivery::Raised(n) => {
+            if let Some(cpu) = n
+                .kick
+                .and_then(|v| r.vcpus.get(v.0 as usize))
+                .and_then(|v| v.cpu)
+            {
+                crate::sched::kick(cpu);
+            }
+        }
+        xenolith_core::evtchn::Delivery::Consumer { consumer, port, .. } => {
+            crate::debug!(
+                "d{}: notification for backend {:?} on port {}",
+                r.id,
+                consumer,
+                port.0
+            );
+        }
+        xenolith_core::evtchn::Delivery::Dropped => {}
+    }
+}
+
+/// Tells the far ends of channels `closer` closed that their peer went (they become unbound
+/// for it again). `also` is a domain taken out of `doms` that may hold such an end.
+pub fn close_remote_ends(
+    doms: &mut crate::domain::Domains,
+    mut also: Option<&mut Domain>,
+    closer: u16,
+    ends: Vec<xenolith_core::evtchn::RemoteEnd>,
+) {
+    for e in ends {
+        let d = match also.as_deref_mut() {
+            Some(a) if a.id == e.dom.0 => Some(a),
+            _ => doms.get_mut(e.dom.0),
+        };
+        if let Some(d) = d {
+            d.evtchn.peer_closed(e.port, DomId(closer), e.peer_port);
+        }
     }
 }
 
@@ -217,27 +275,34 @@ pub fn event_channel_op(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
     match cmd {
         ev::EVTCHNOP_ALLOC_UNBOUND => {
             with_arg(c, arg, true, |c, x: &mut ev::EvtchnAllocUnbound| {
-                self_domid(c, x.dom)?;
                 let remote = if x.remote_dom == DOMID_SELF {
                     DomId(c.dom.id)
                 } else {
                     DomId(x.remote_dom)
                 };
-                if remote.0 != c.dom.id {
-                    return Err(Errno::ESRCH);
-                }
-                let (tab, mem) = parts(c.dom);
+                // In the caller's table, or (for dom0, as a toolstack does) in another's.
+                let (tab, mem) = parts(controlled(c, x.dom)?);
                 x.port = tab.alloc_unbound(&mem, remote)?.0;
                 Ok(())
             })
         }
         ev::EVTCHNOP_BIND_INTERDOMAIN => {
             with_arg(c, arg, true, |c, x: &mut ev::EvtchnBindInterdomain| {
-                // Only loopback channels until other domains exist.
-                self_domid(c, x.remote_dom)?;
+                let rdom = if x.remote_dom == DOMID_SELF {
+                    c.dom.id
+                } else {
+                    x.remote_dom
+                };
+                let me = c.dom.id;
                 let (tab, mut mem) = parts(c.dom);
-                let (port, _notify) =
-                    tab.bind_interdomain(&mut mem, None, EvtchnPort(x.remote_port))?;
+                let port = if rdom == me {
+                    tab.bind_interdomain(&mut mem, None, EvtchnPort(x.remote_port))?
+                        .0
+                } else {
+                    let r = live(c.doms, rdom).ok_or(Errno::ESRCH)?;
+                    tab.bind_interdomain(&mut mem, Some(&mut r.evtchn), EvtchnPort(x.remote_port))?
+                        .0
+                };
                 x.local_port = port.0;
                 Ok(())
             })
@@ -253,14 +318,30 @@ pub fn event_channel_op(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
             Ok(())
         }),
         ev::EVTCHNOP_CLOSE => with_arg(c, arg, false, |c, x: &mut ev::EvtchnClose| {
+            let port = EvtchnPort(x.port);
+            let remote = c.dom.evtchn.remote_domain(port);
+            let rtab = remote
+                .and_then(|r| live(c.doms, r.0))
+                .map(|r| &mut r.evtchn);
             let (tab, mut mem) = parts(c.dom);
-            tab.close(&mut mem, EvtchnPort(x.port), None).map(|_| ())
+            // A peer that is gone has nothing left to update.
+            tab.close(&mut mem, port, rtab).map(|_| ())
         }),
         ev::EVTCHNOP_SEND => with_arg(c, arg, false, |c, x: &mut ev::EvtchnSend| {
+            let me = c.dom.id;
             let (tab, mut mem) = parts(c.dom);
             match tab.send(&mut mem, EvtchnPort(x.port))? {
                 SendAction::Dropped | SendAction::Local(_) => Ok(()),
-                SendAction::Remote { .. } => Err(Errno::ESRCH),
+                SendAction::Remote {
+                    dom,
+                    port,
+                    from_port,
+                } => {
+                    if let Some(r) = live(c.doms, dom.0) {
+                        deliver_remote(r, port, DomId(me), from_port);
+                    }
+                    Ok(())
+                }
                 SendAction::Consumer { consumer, port, .. } => {
                     crate::debug!(
                         "d{}: notification for backend {:?} on port {}",
@@ -273,8 +354,8 @@ pub fn event_channel_op(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
             }
         }),
         ev::EVTCHNOP_STATUS => with_arg(c, arg, true, |c, x: &mut ev::EvtchnStatus| {
-            self_domid(c, x.dom)?;
-            c.dom.evtchn.status(EvtchnPort(x.port), x)
+            let port = EvtchnPort(x.port);
+            controlled(c, x.dom)?.evtchn.status(port, x)
         }),
         ev::EVTCHNOP_BIND_VCPU => with_arg(c, arg, false, |c, x: &mut ev::EvtchnBindVcpu| {
             c.dom.evtchn.bind_vcpu(EvtchnPort(x.port), VcpuId(x.vcpu))
@@ -284,9 +365,24 @@ pub fn event_channel_op(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
             tab.unmask(&mut mem, EvtchnPort(x.port)).map(|_| ())
         }),
         ev::EVTCHNOP_RESET => with_arg(c, arg, false, |c, x: &mut ev::EvtchnReset| {
-            self_domid(c, x.dom)?;
-            let (tab, mut mem) = parts(c.dom);
-            tab.reset(&mut mem);
+            let me = c.dom.id;
+            let target = if x.dom == DOMID_SELF { me } else { x.dom };
+            if target == me {
+                let (tab, mut mem) = parts(c.dom);
+                let ends = tab.reset(&mut mem);
+                close_remote_ends(c.doms, None, me, ends);
+                return Ok(());
+            }
+            // Another domain's table (dom0 only), which must be paused, as on Xen.
+            let t = controlled(c, target)?;
+            if t.paused == 0 {
+                return Err(Errno::EINVAL);
+            }
+            let mut t = c.doms.take(target).ok_or(Errno::ESRCH)?;
+            let (tab, mut mem) = parts(&mut t);
+            let ends = tab.reset(&mut mem);
+            close_remote_ends(c.doms, Some(&mut *c.dom), target, ends);
+            c.doms.put(t);
             Ok(())
         }),
         ev::EVTCHNOP_INIT_CONTROL => with_arg(c, arg, true, |c, x: &mut ev::EvtchnInitControl| {

@@ -63,26 +63,59 @@ enum PgOwner {
     Foreign(u16),
 }
 
-/// Decodes `foreigndom`: bits 0-15 name the owner of the pages mapped, bits 16-31 (if not
-/// 0) name the page-table owner plus one, which must be the caller. Naming oneself explicitly
-/// is refused (Xen's "cannot specify itself"); another domain needs privilege.
-fn check_foreigndom(c: &Ctx<'_>, foreigndom: u64) -> Result<PgOwner, Errno> {
+/// How a refused `foreigndom` ends the batch, as Xen's do_mmu_update / do_mmuext_op do.
+#[derive(Clone, Copy)]
+enum Refusal {
+    /// At once, *pdone untouched.
+    Now(Errno),
+    /// At once, with *pdone written (Xen's `goto out`).
+    Out(Errno),
+    /// At the first request, *pdone written (the permission check inside Xen's loop); a batch
+    /// without requests succeeds.
+    AtFirst(Errno),
+}
+
+/// Decodes `foreigndom`: bits 0-15 name the owner of the pages mapped, bits 16-31 (if not 0)
+/// the page-table owner plus one. Naming oneself explicitly as page owner is refused (Xen's
+/// "cannot specify itself"); another domain needs privilege (XSM_TARGET). Editing another
+/// domain's page tables is not built (-EOPNOTSUPP). `mmu_update` says which hypercall asks:
+/// mmuext_op refuses everything at once.
+fn check_foreigndom(c: &Ctx<'_>, foreigndom: u64, mmu_update: bool) -> Result<PgOwner, Refusal> {
+    let me = u64::from(c.dom.id);
+    let exists = |d: u64| d < DOMID_SELF && c.doms.get(d as u16).is_some_and(|x| !x.dead);
     let pt_owner = (foreigndom >> 16) & 0xffff;
-    if pt_owner != 0 && pt_owner - 1 != u64::from(c.dom.id) {
-        return Err(Errno::ESRCH);
-    }
-    match foreigndom & 0xffff {
-        DOMID_SELF => Ok(PgOwner::Caller),
-        DOMID_IO if c.dom.privileged => Ok(PgOwner::Caller),
-        DOMID_XEN if c.dom.privileged => Ok(PgOwner::Xen),
-        d if d < DOMID_SELF && d != u64::from(c.dom.id) && c.doms.exists(d as u16) => {
-            if c.dom.privileged {
-                Ok(PgOwner::Foreign(d as u16))
-            } else {
-                Err(Errno::EPERM)
-            }
+    let mut deny = None;
+    if pt_owner != 0 && pt_owner - 1 != me {
+        if !exists(pt_owner - 1) {
+            return Err(Refusal::Now(Errno::ESRCH));
         }
-        _ => Err(Errno::ESRCH),
+        deny = Some(if c.dom.privileged {
+            Errno::EOPNOTSUPP
+        } else {
+            Errno::EPERM
+        });
+    }
+    let pg = match foreigndom & 0xffff {
+        DOMID_SELF => PgOwner::Caller,
+        DOMID_IO if c.dom.privileged => PgOwner::Caller,
+        DOMID_IO => return Err(Refusal::Now(Errno::ESRCH)),
+        DOMID_XEN if c.dom.privileged => PgOwner::Xen,
+        DOMID_XEN => {
+            deny = Some(Errno::EPERM);
+            PgOwner::Caller
+        }
+        d if d != me && exists(d) => {
+            if !c.dom.privileged {
+                deny = Some(Errno::EPERM);
+            }
+            PgOwner::Foreign(d as u16)
+        }
+        _ => return Err(Refusal::Out(Errno::ESRCH)),
+    };
+    match deny {
+        None => Ok(pg),
+        Some(e) if mmu_update => Err(Refusal::AtFirst(e)),
+        Some(e) => Err(Refusal::Now(e)),
     }
 }
 
@@ -137,17 +170,14 @@ fn mmu_update_one(c: &mut Ctx<'_>, req: &MmuUpdate, pg: PgOwner) -> Result<(), E
 }
 
 /// Runs a batch of `count` fixed-size requests at `list`, with continuation and *pdone
-/// bookkeeping shared by mmu_update and mmuext_op.
+/// bookkeeping shared by mmu_update (`mmu_update`) and mmuext_op.
 fn batch<T: FromBytes + IntoBytes + Immutable>(
     c: &mut Ctx<'_>,
     a: [u64; 5],
     one: fn(&mut Ctx<'_>, &T, PgOwner) -> Result<(), Errno>,
+    mmu_update: bool,
 ) -> Outcome {
     let (list, count_arg, pdone, foreigndom) = (a[0], a[1], a[2], a[3]);
-    let pg = match check_foreigndom(c, foreigndom) {
-        Ok(p) => p,
-        Err(e) => return Err(e).into(),
-    };
     let size = core::mem::size_of::<T>() as u64;
     let mut done_before = 0u64;
     let count = if count_arg & PREEMPTED != 0 {
@@ -157,6 +187,17 @@ fn batch<T: FromBytes + IntoBytes + Immutable>(
         count_arg & !PREEMPTED & 0xffff_ffff
     } else {
         count_arg & 0xffff_ffff
+    };
+    let (pg, deny) = match check_foreigndom(c, foreigndom, mmu_update) {
+        Ok(p) => (p, None),
+        Err(Refusal::Now(e)) => return Err(e).into(),
+        Err(Refusal::Out(e)) => {
+            if pdone != 0 {
+                let _ = c.mem().write_obj(pdone, &(done_before as u32));
+            }
+            return Err(e).into();
+        }
+        Err(Refusal::AtFirst(e)) => (PgOwner::Caller, Some(e)),
     };
     let mut i = 0u64;
     let mut rc = Ok(0);
@@ -177,6 +218,10 @@ fn batch<T: FromBytes + IntoBytes + Immutable>(
                 break;
             }
         };
+        if let Some(e) = deny {
+            rc = Err(e);
+            break;
+        }
         if let Err(e) = one(c, &req, pg) {
             if crate::hypercall::TRACE.load(core::sync::atomic::Ordering::Relaxed) {
                 let w: &[u8] = req.as_bytes();
@@ -204,7 +249,7 @@ fn batch<T: FromBytes + IntoBytes + Immutable>(
 
 /// mmu_update(reqs, count, pdone, foreigndom).
 pub fn mmu_update(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
-    batch::<MmuUpdate>(c, a, mmu_update_one)
+    batch::<MmuUpdate>(c, a, mmu_update_one, true)
 }
 
 #[repr(C)]
@@ -349,5 +394,5 @@ fn invlpg_guest(va: u64) {
 
 /// mmuext_op(ops, count, pdone, foreigndom).
 pub fn mmuext_op(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
-    batch::<MmuextOp>(c, a, mmuext_one)
+    batch::<MmuextOp>(c, a, mmuext_one, false)
 }
