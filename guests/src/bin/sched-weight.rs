@@ -32,7 +32,10 @@
 //!   DOMID_SELF: -EBUSY (done 0); with foreigndom = the domU: 0 (writable,
 //!   used to write every page, then unmapped).
 //! * setvcpucontext(1): -EINVAL; setvcpucontext(0) while dom0 still maps the
-//!   L1 table writable: -EINVAL (table cannot be typed); after unmapping: 0,
+//!   L1 table writable: -EINVAL (table cannot be typed), and so is pinning
+//!   its L4 with foreigndom = the domU; after unmapping, pinning the L4 as
+//!   dom0's own (foreigndom DOMID_SELF) -EINVAL, with foreigndom = the domU
+//!   0 (as libxc's builder pins it); then setvcpucontext(0): 0,
 //!   nr_online 1, flags unchanged. Now a writable foreign mapping of the L4
 //!   is refused (-EBUSY), a read-only one shows the L3 in slot 0.
 //! * scheduler_op credit getinfo of the domU: 256/0; putinfo 512/0; getinfo
@@ -58,7 +61,7 @@
 
 use core::arch::global_asm;
 
-use xen_abi::mmu::{MmuUpdate, MMU_NORMAL_PT_UPDATE};
+use xen_abi::mmu::{MmuUpdate, MmuextOp, MMUEXT_PIN_L4_TABLE, MMU_NORMAL_PT_UPDATE};
 use xen_abi::types::DOMID_SELF;
 use xen_abi::Errno;
 use xenolith_guests::builder::{
@@ -399,12 +402,31 @@ fn build(t: &mut Failures, domid: u16, mfns: [u64; NR_PFNS]) -> TinyDomain {
                 Err(Errno::EINVAL),
                 "setvcpucontext(0) with the L1 mapped writable by dom0"
             );
+            check_eq!(
+                t,
+                pin_l4(&d, domid),
+                Err(Errno::EINVAL),
+                "pinning the domU's L4 with its L1 mapped writable by dom0"
+            );
         }
         Err(e) => {
             check!(t, false, "writable foreign mapping of the L1: {e:?}");
         }
     }
     mm::unmap_window(PROBE).expect("restoring the probe window");
+    // As libxc's builder: the root is pinned on the domU's behalf first.
+    check_eq!(
+        t,
+        pin_l4(&d, DOMID_SELF),
+        Err(Errno::EINVAL),
+        "pinning the domU's L4 as dom0's own"
+    );
+    check_eq!(
+        t,
+        pin_l4(&d, domid),
+        Ok(0),
+        "pinning the domU's L4 with foreigndom"
+    );
     if !check_eq!(t, d.set_context(0), Ok(0), "setvcpucontext(0)") {
         xenolith_guests::error("the domU has no vCPU context");
     }
@@ -667,4 +689,15 @@ fn run(boot: &Boot) -> Verdict {
     measure(&mut t, &d);
     destroy(&mut t, domid);
     t.verdict()
+}
+
+/// MMUEXT_PIN_L4_TABLE of the domU's L4 with `foreigndom`.
+fn pin_l4(d: &TinyDomain, foreigndom: u16) -> Result<u64, Errno> {
+    let op = MmuextOp {
+        cmd: MMUEXT_PIN_L4_TABLE,
+        pad: 0,
+        arg1: d.mfn(PFN_L4),
+        arg2: 0,
+    };
+    mm::mmuext_done(&[op], foreigndom).0
 }
