@@ -181,10 +181,8 @@ fn new_domain(id: u16, nr_vcpus: u32, max_port: u32, handle: [u8; 16]) -> Result
     }
     {
         let page = &mut crate::mm::frame_bytes(si_mfn)[..0xc40];
+        // Upcalls start unmasked, as on Xen: masking them is the builder's business.
         if let Ok(si) = xen_abi::shared_info::SharedInfo::mut_from_bytes(page) {
-            for vi in si.vcpu_info.iter_mut() {
-                vi.evtchn_upcall_mask = 1;
-            }
             crate::time::update_wallclock(si);
             for vi in si.vcpu_info.iter_mut().take(nr_vcpus as usize) {
                 crate::time::update_vcpu_time(vi);

@@ -168,9 +168,13 @@ pub fn deliver(dom: &mut Domain, regs: &mut GuestRegs) -> bool {
     }
     let v = &mut dom.vcpus[cur];
     let vi = vcpu_info(v);
-    if vi.evtchn_upcall_pending != 0 && vi.evtchn_upcall_mask == 0 && v.event_callback.address != 0
-    {
+    if vi.evtchn_upcall_pending != 0 && vi.evtchn_upcall_mask == 0 {
         let cb = v.event_callback;
+        if cb.address == 0 {
+            // Xen's create_bounce_frame has nowhere to go either: the domain crashes.
+            crash(dom, "event upcall due with no event callback registered");
+            return false;
+        }
         if bounce(dom, regs, cb.address, &[], true).is_err() {
             crash(dom, "fault while delivering an event upcall");
             return false;
