@@ -22,7 +22,9 @@
 //!   segment-register loads, `FS`-relative reads);
 //! * [`smp`]: `VCPUOP_initialise` and friends for tests with more vCPUs;
 //! * [`domctl`]: toolstack `XEN_DOMCTL_*` calls (Xen 4.17's structures);
-//! * [`builder`]: building and starting a tiny PV domU from dom0.
+//! * [`builder`]: building and starting a tiny PV domU from dom0;
+//! * [`domu_script`]: a domU that runs a script of raw hypercalls, loads and
+//!   stores written by dom0, and leaves each result where dom0 reads it.
 //!
 //! Xen's ABI (numbers and structures) comes from the `xen-abi` crate.
 //!
@@ -38,6 +40,7 @@ pub mod builder;
 pub mod console;
 pub mod cpu;
 pub mod domctl;
+pub mod domu_script;
 pub mod evtchn;
 pub mod hypercall;
 pub mod insn;

@@ -5,16 +5,11 @@
 //!
 //! Command line: none.
 //!
-//! The domU code is a small position-independent interpreter (assembly
-//! below) copied into the domU's code page. It runs a script of 64-byte
-//! steps that dom0 writes into the domU's data page before unpausing it:
-//! a hypercall number and five arguments (issued with a raw `SYSCALL`: rax,
-//! rdi, rsi, rdx, r10, r8; the domU has no hypercall page), a load from an
-//! address, or a store to one. The value in rax after each step (the load's
-//! value, 0 for a store) goes into consecutive 8-byte result slots, which
-//! dom0 pre-fills with a sentinel and reads back through a read-only
-//! foreign mapping; a slot still holding the sentinel was never reached.
-//! Every argument structure (with the dom0 MFN to map, the machine address of
+//! The domU runs the script interpreter of [`domu_script`]: a list of raw
+//! `SYSCALL` hypercalls, loads and stores that dom0 writes into the domU's
+//! data page before unpausing it; dom0 reads each step's result back through
+//! a read-only foreign mapping (a slot still holding the sentinel was never
+//! reached). Every argument structure (with the dom0 MFN to map, the machine address of
 //! the domU's own L1 entry, dom0's L1 entry, the domU's own id, dom0's
 //! VIRQ_DOM_EXC port) is also in the data page.
 //!
@@ -68,10 +63,6 @@
 #![no_std]
 #![no_main]
 
-use core::arch::global_asm;
-use core::fmt;
-use core::mem::size_of;
-
 use xen_abi::console::CONSOLEIO_WRITE;
 use xen_abi::event_channel::{
     EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnBindVirq, EVTCHNOP_ALLOC_UNBOUND,
@@ -90,11 +81,15 @@ use xen_abi::sched::{
 use xen_abi::types::DOMID_SELF;
 use xen_abi::Errno;
 use xenolith_guests::builder::{
-    self, map_foreign, TinyDomain, NR_PFNS, PFN_DATA, PFN_L1, PFN_L4, PFN_STACK,
+    map_foreign, TinyDomain, NR_PFNS, PFN_DATA, PFN_L1, PFN_L4, PFN_STACK,
 };
 use xenolith_guests::domctl::{
     self, Domctl, GetDomainInfo, DOMINF_DYING, DOMINF_NO_SHUTDOWN_CODE, DOMINF_SHUTDOWN,
     DOMINF_SHUTDOWN_MASK, DOMINF_SHUTDOWN_SHIFT, GETDOMAININFO,
+};
+use xenolith_guests::domu_script::{
+    self, check_results, data_va, get, hc, put, put_script, ret, Rax, Step, ARGS, FINISHED,
+    NOT_REACHED, OP_LOAD, OP_STORE,
 };
 use xenolith_guests::mm::{self, Frame, Mm, KERNEL_RO, KERNEL_RW};
 use xenolith_guests::x86::PTE_ADDR_MASK;
@@ -112,17 +107,8 @@ const PROBE: usize = 2;
 /// own page).
 const VICTIM: usize = 3;
 
-// Data page layout (byte offsets).
-/// Result slots, one per step.
-const RESULTS: usize = 0x000;
-/// Set to 1 when the interpreter reaches the end of its script.
-const FINISHED: usize = 0x1f8;
-/// The script: `MAX_STEPS` entries of 8 words (op, five arguments, pad).
-const SCRIPT: usize = 0x200;
-const STEP_BYTES: usize = 64;
-const MAX_STEPS: usize = (0x800 - SCRIPT) / STEP_BYTES - 1;
 /// Argument structures.
-const ARG_DOMCTL: usize = 0x800;
+const ARG_DOMCTL: usize = ARGS;
 const ARG_PLATFORM: usize = 0x900;
 const ARG_MESSAGE: usize = 0x9a0;
 const ARG_REQ_OWN_RW: usize = 0xa00;
@@ -145,13 +131,6 @@ const ARG_BIND_VIRQ: usize = 0xb80;
 const MARK_BEFORE: usize = 0xc00;
 const MARK_AFTER: usize = 0xc08;
 
-/// Interpreter ops besides hypercall numbers.
-const OP_LOAD: u64 = 0x1000;
-const OP_STORE: u64 = 0x1001;
-const OP_END: u64 = u64::MAX;
-
-/// What a result slot holds until its step runs.
-const SENTINEL: u64 = 0x5e57_0000_dead_beef;
 /// What dom0 puts in a port field Xen should not write.
 const PORT_UNSET: u32 = 0xdead;
 /// What dom0 puts in the `done` counts.
@@ -164,161 +143,6 @@ const PATTERN: u64 = 0xd0d0_0000_0000_0000;
 const DOM0_GPFN: u64 = 0x100;
 
 const MESSAGE: &[u8] = b"domu-hostile: this line must not reach the console\n";
-
-// The domU: runs the script in its data page (the page after the code).
-// rbx = data page, r12 = current step, r13 = current result slot; SYSCALL
-// clobbers only rcx and r11 (and rax).
-global_asm!(
-    ".pushsection .text.domu_hostile, \"ax\", @progbits",
-    ".balign 16",
-    "xg_hostile_start:",
-    "lea rbx, [rip + xg_hostile_start]",
-    "add rbx, 4096",
-    "lea r12, [rbx + {script}]",
-    "lea r13, [rbx + {results}]",
-    "2:",
-    "mov rax, [r12]",
-    "cmp rax, -1",
-    "je 6f",
-    "mov rdi, [r12 + 8]",
-    "mov rsi, [r12 + 16]",
-    "mov rdx, [r12 + 24]",
-    "mov r10, [r12 + 32]",
-    "mov r8, [r12 + 40]",
-    "cmp rax, {op_load}",
-    "je 3f",
-    "cmp rax, {op_store}",
-    "je 4f",
-    "syscall",
-    "jmp 5f",
-    "3:",
-    "mov rax, [rdi]",
-    "jmp 5f",
-    "4:",
-    "mov [rdi], rsi",
-    "xor eax, eax",
-    "5:",
-    "mov [r13], rax",
-    "add r12, {step}",
-    "add r13, 8",
-    "jmp 2b",
-    "6:",
-    "mov qword ptr [rbx + {finished}], 1",
-    "7:",
-    "pause",
-    "jmp 7b",
-    "xg_hostile_end:",
-    ".popsection",
-    script = const SCRIPT,
-    results = const RESULTS,
-    op_load = const OP_LOAD,
-    op_store = const OP_STORE,
-    step = const STEP_BYTES,
-    finished = const FINISHED,
-);
-
-extern "C" {
-    static xg_hostile_start: u8;
-    static xg_hostile_end: u8;
-}
-
-fn domu_code() -> &'static [u8] {
-    let start = (&raw const xg_hostile_start) as usize;
-    let end = (&raw const xg_hostile_end) as usize;
-    // SAFETY: the two labels delimit the assembled bytes in .text, mapped
-    // read-only for the kernel's life.
-    unsafe { core::slice::from_raw_parts(start as *const u8, end - start) }
-}
-
-/// A result slot's value, printed as an errno where it is one.
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct Rax(u64);
-
-impl fmt::Debug for Rax {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0 == SENTINEL {
-            return write!(f, "(not reached)");
-        }
-        match Errno::from_ret(self.0 as i64) {
-            Some(e) => write!(f, "-{}", e.name()),
-            None => write!(f, "{:#x}", self.0),
-        }
-    }
-}
-
-fn ret(e: Errno) -> Rax {
-    Rax(e.as_rax())
-}
-
-const NOT_REACHED: Rax = Rax(SENTINEL);
-
-/// One script step and the result Xen 4.17 gives.
-#[derive(Clone, Copy)]
-struct Step {
-    what: &'static str,
-    op: u64,
-    args: [u64; 5],
-    expect: Rax,
-}
-
-const fn hc(what: &'static str, nr: u64, args: [u64; 5], expect: Rax) -> Step {
-    Step {
-        what,
-        op: nr,
-        args,
-        expect,
-    }
-}
-
-/// The domU VA of byte `off` of its data page.
-const fn data_va(off: usize) -> u64 {
-    TinyDomain::va(PFN_DATA) + off as u64
-}
-
-/// Writes `v` at byte `off` of `page`.
-fn put<T: Copy>(page: &mut [u64; 512], off: usize, v: T) {
-    assert!(off + size_of::<T>() <= 4096);
-    // SAFETY: the range is inside the page (checked); T is plain data and
-    // the write is unaligned-safe.
-    unsafe {
-        page.as_mut_ptr()
-            .cast::<u8>()
-            .add(off)
-            .cast::<T>()
-            .write_unaligned(v);
-    }
-}
-
-/// Reads a `T` at byte `off` of the page mapped at `va`.
-fn get<T: Copy>(va: u64, off: usize) -> T {
-    assert!(off + size_of::<T>() <= 4096);
-    // SAFETY: `va` is a window mapping a whole page; the range is inside it
-    // and T is plain data valid for any bit pattern.
-    unsafe { ((va + off as u64) as *const T).read_unaligned() }
-}
-
-/// Writes the script (and clears the result slots to the sentinel).
-fn put_script(p: &mut [u64; 512], steps: &[Step]) {
-    assert!(steps.len() <= MAX_STEPS);
-    for i in 0..=MAX_STEPS {
-        p[RESULTS / 8 + i] = SENTINEL;
-    }
-    for (i, s) in steps.iter().enumerate() {
-        let w = (SCRIPT + i * STEP_BYTES) / 8;
-        p[w] = s.op;
-        p[w + 1..w + 6].copy_from_slice(&s.args);
-    }
-    p[(SCRIPT + steps.len() * STEP_BYTES) / 8] = OP_END;
-}
-
-/// Checks each step's result slot.
-fn check_results(t: &mut Failures, data: u64, steps: &[Step]) {
-    for (i, s) in steps.iter().enumerate() {
-        let got = Rax(get::<u64>(data, RESULTS + i * 8));
-        println!("step {i:2} {:<58} {got:?}", s.what);
-        check_eq!(t, got, s.expect, "step {i} ({})", s.what);
-    }
-}
 
 /// What the attacking domU needs to know.
 struct Targets {
@@ -653,32 +477,8 @@ fn crash_steps(l4_mfn: u64) -> [Step; 3] {
 /// Creates and builds a domU running the interpreter: vCPU context set,
 /// max_mem lowered to its 8 pages, still paused.
 fn new_domu(t: &mut Failures, cmdline: &str) -> TinyDomain {
-    let (domid, mfns) = match builder::create_populated() {
-        Ok(r) => r,
-        Err(e) => {
-            println!("creating the domU: {e:?}");
-            xenolith_guests::error("cannot create a domU");
-        }
-    };
-    let si = builder::shared_info_mfn(domid).unwrap_or_else(|e| {
-        println!("getdomaininfo of the domU: {e:?}");
-        xenolith_guests::error("no shared_info for the domU");
-    });
-    let code = domu_code();
-    let d = match TinyDomain::build(domid, mfns, code, si, cmdline) {
-        Ok(d) => d,
-        Err(e) => {
-            println!("building the domU: {e:?}");
-            xenolith_guests::error("cannot write the domU's pages");
-        }
-    };
-    println!(
-        "domain {domid}: {} bytes of code, mfns {mfns:#x?}",
-        code.len()
-    );
-    if !check_eq!(t, d.set_context(0), Ok(0), "setvcpucontext(0)") {
-        xenolith_guests::error("the domU has no vCPU context");
-    }
+    let d = domu_script::new_domain(t, cmdline);
+    let domid = d.domid;
     check_eq!(t, domctl::max_mem(domid, 32), Ok(0), "max_mem 32 KiB");
     if let Ok((_, i)) = domctl::getdomaininfo(domid) {
         check_eq!(
