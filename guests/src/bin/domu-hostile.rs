@@ -59,14 +59,20 @@
 //!   after it never runs. dom0 gets VIRQ_DOM_EXC, flags 0x30004 (shutdown,
 //!   code 3 = crash), the L4 slot is still 0; destroydomain 0, then
 //!   getdomaininfo -ESRCH.
+//! * Third domU: stores a marker, binds an IPI port (0) and sends on it with
+//!   upcalls unmasked (a new domain's vcpu_info starts with the mask clear)
+//!   and no event callback registered: Xen has nowhere to bounce the upcall
+//!   and crashes the domain on the way back from the send (flags 0x30004);
+//!   the marker after it never runs.
 //! * At the end dom0 is still running and its frames untouched.
 #![no_std]
 #![no_main]
 
 use xen_abi::console::CONSOLEIO_WRITE;
 use xen_abi::event_channel::{
-    EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnBindVirq, EVTCHNOP_ALLOC_UNBOUND,
-    EVTCHNOP_BIND_INTERDOMAIN, EVTCHNOP_BIND_VIRQ, VIRQ_DOM_EXC,
+    EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnBindIpi, EvtchnBindVirq,
+    EVTCHNOP_ALLOC_UNBOUND, EVTCHNOP_BIND_INTERDOMAIN, EVTCHNOP_BIND_IPI, EVTCHNOP_BIND_VIRQ,
+    EVTCHNOP_SEND, VIRQ_DOM_EXC,
 };
 use xen_abi::hypercall::{CONSOLE_IO, DOMCTL, EVENT_CHANNEL_OP, MEMORY_OP, MMU_UPDATE, SCHED_OP};
 use xen_abi::memory::{
@@ -128,6 +134,7 @@ const ARG_ALLOC_UNBOUND: usize = 0xb60;
 const ARG_BIND_INTERDOMAIN: usize = 0xb70;
 const ARG_BIND_VIRQ: usize = 0xb80;
 /// Markers the crash domU stores before and after its fault.
+const ARG_BIND_IPI: usize = 0xb90;
 const MARK_BEFORE: usize = 0xc00;
 const MARK_AFTER: usize = 0xc08;
 
@@ -472,6 +479,84 @@ fn crash_steps(l4_mfn: u64) -> [Step; 3] {
             expect: NOT_REACHED,
         },
     ]
+}
+
+/// The third domU's steps: a marker, an IPI port bound and sent to itself
+/// with upcalls unmasked (as a new domain has them) and no event callback,
+/// a marker.
+fn upcall_steps() -> [Step; 4] {
+    [
+        Step {
+            what: "store a marker",
+            op: OP_STORE,
+            args: [data_va(MARK_BEFORE), 1, 0, 0, 0],
+            expect: Rax(0),
+        },
+        hc(
+            "bind_ipi for vCPU 0",
+            EVENT_CHANNEL_OP,
+            [u64::from(EVTCHNOP_BIND_IPI), data_va(ARG_BIND_IPI), 0, 0, 0],
+            Rax(0),
+        ),
+        // struct evtchn_send is the port alone: the one bind_ipi wrote back.
+        hc(
+            "send on the IPI port (an upcall is then due, with nowhere to go)",
+            EVENT_CHANNEL_OP,
+            [u64::from(EVTCHNOP_SEND), data_va(ARG_BIND_IPI + 4), 0, 0, 0],
+            NOT_REACHED,
+        ),
+        Step {
+            what: "store a marker after the send",
+            op: OP_STORE,
+            args: [data_va(MARK_AFTER), 1, 0, 0, 0],
+            expect: NOT_REACHED,
+        },
+    ]
+}
+
+/// The third domU: an event upcall falls due while it has registered no
+/// event callback, which Xen answers by crashing the domain.
+fn upcall_crash(t: &mut Failures, port: u32) {
+    let d = new_domu(t, "domu-hostile upcall");
+    let steps = upcall_steps();
+    d.fill(PFN_DATA, |p| {
+        put_script(p, &steps);
+        put(
+            p,
+            ARG_BIND_IPI,
+            EvtchnBindIpi {
+                vcpu: 0,
+                port: PORT_UNSET,
+            },
+        );
+    })
+    .expect("writing the data page");
+    let shut = run_until_shutdown(t, &d, port, SHUTDOWN_CRASH, "upcall with no callback");
+    if !shut {
+        let _ = domctl::pause_domain(d.domid);
+    }
+    check_dom0_alive(t, "after the domU's upcall crash");
+    match map_foreign(WATCH, d.domid, d.mfn(PFN_DATA), false) {
+        Ok(data) => {
+            check_results(t, data, &steps);
+            check_eq!(
+                t,
+                (get::<u64>(data, MARK_BEFORE), get::<u64>(data, MARK_AFTER)),
+                (1, 0),
+                "markers before and after the send"
+            );
+            check!(
+                t,
+                get::<u32>(data, ARG_BIND_IPI + 4) != PORT_UNSET,
+                "bind_ipi wrote its port back"
+            );
+        }
+        Err(e) => {
+            check!(t, false, "mapping the crashed domU's data page: {e:?}");
+        }
+    }
+    mm::unmap_window(WATCH).expect("restoring the watch window");
+    destroy(t, d.domid, port);
 }
 
 /// Creates and builds a domU running the interpreter: vCPU context set,
@@ -829,6 +914,7 @@ fn run(boot: &Boot) -> Verdict {
 
     hostile(&mut t, port, &s);
     crash(&mut t, port);
+    upcall_crash(&mut t, port);
 
     check_dom0_state(&mut t, &s, "at the end");
     println!("dom0 still running");
