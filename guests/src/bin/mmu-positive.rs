@@ -8,7 +8,9 @@
 //! MMU_PT_UPDATE_PRESERVE_AD; MMU_MACHPHYS_UPDATE read back through the M2P;
 //! `mmu_update` on a non-table frame; update_va_mapping with every flush
 //! flavour; the MMUEXT TLB/INVLPG/cache ops; MMUEXT_CLEAR_PAGE/COPY_PAGE; a
-//! multicall with succeeding and failing entries.
+//! multicall with succeeding and failing entries; a hypercall writing its
+//! output through a VA follows every remap of that VA at once (frame d0,
+//! then d1, then -EFAULT once it is read-only or unmapped).
 #![no_std]
 #![no_main]
 
@@ -22,7 +24,7 @@ use xen_abi::mmu::{
     UVMF_TLB_FLUSH,
 };
 use xen_abi::types::DOMID_SELF;
-use xen_abi::version::XENVER_VERSION;
+use xen_abi::version::{XENVER_EXTRAVERSION, XENVER_VERSION};
 use xen_abi::Errno;
 use xenolith_guests::mm::{
     self, entry_maddr, fill_page, map_window, mc_entry, mmu_update_done, mmuext, read_entry,
@@ -104,6 +106,7 @@ fn run(boot: &Boot) -> Verdict {
     mmuext_flushes(&mut t, l1b, d0, d1);
     clear_and_copy(&mut t, &mut mm);
     multicall(&mut t, l1b, d0, d1);
+    hypercall_buffer_remaps(&mut t, d0, d1);
     t.verdict()
 }
 
@@ -618,4 +621,59 @@ fn multicall(t: &mut Failures, l1b: u64, d0: Frame, d1: Frame) {
     // SAFETY: an empty list is never read.
     let r = unsafe { mm::multicall(&mut []) };
     check_eq!(t, r, Ok(0), "multicall of 0 entries");
+}
+
+/// Offset in a data frame of the extraversion string the hypervisor writes.
+const OUT_OFF: u64 = 0x100;
+
+/// `XENVER_extraversion` written by the hypervisor to `VA_U + OUT_OFF`.
+fn extraversion_at_va_u() -> Result<u64, Errno> {
+    // SAFETY: 16 bytes at VA_U + OUT_OFF, a test page; whatever VA_U maps
+    // (or not) is what the test looks at.
+    xenolith_guests::hypercall::result(unsafe {
+        xenolith_guests::hypercall::xen_version(XENVER_EXTRAVERSION, VA_U + OUT_OFF)
+    })
+}
+
+/// The hypervisor's own accesses to guest memory see each remap at once: a
+/// hypercall output buffer at VA_U lands in d0, then (after update_va_mapping
+/// to d1) in d1 and not d0, and fails with -EFAULT once VA_U is read-only or
+/// unmapped.
+fn hypercall_buffer_remaps(t: &mut Failures, d0: Frame, d1: Frame) {
+    let word = (OUT_OFF / 8) as usize;
+    for f in [d0, d1] {
+        let _ = fill_page(f.mfn, |p| p[word] = 0);
+    }
+    let rw = |f: Frame| (f.mfn << 12) | KERNEL_RW;
+    check_eq!(t, uvm(VA_U, rw(d0), UVMF_INVLPG), Ok(0), "map d0 at VA_U");
+    check_eq!(t, extraversion_at_va_u(), Ok(0), "extraversion into d0");
+    let in_d0 = read_entry(d0.mfn, word as u64);
+    check!(t, in_d0 != 0, "the string landed in d0");
+    let _ = fill_page(d0.mfn, |p| p[word] = 0);
+    check_eq!(t, uvm(VA_U, rw(d1), UVMF_INVLPG), Ok(0), "map d1 at VA_U");
+    check_eq!(t, extraversion_at_va_u(), Ok(0), "extraversion into d1");
+    check_eq!(
+        t,
+        (
+            read_entry(d0.mfn, word as u64),
+            read_entry(d1.mfn, word as u64)
+        ),
+        (0, in_d0),
+        "after the remap the string lands in d1, not d0"
+    );
+    let ro = (d1.mfn << 12) | KERNEL_RO;
+    check_eq!(t, uvm(VA_U, ro, UVMF_INVLPG), Ok(0), "map d1 read-only");
+    check_eq!(
+        t,
+        extraversion_at_va_u(),
+        Err(Errno::EFAULT),
+        "extraversion into a read-only page"
+    );
+    check_eq!(t, uvm(VA_U, 0, UVMF_INVLPG), Ok(0), "unmap VA_U");
+    check_eq!(
+        t,
+        extraversion_at_va_u(),
+        Err(Errno::EFAULT),
+        "extraversion into an unmapped page"
+    );
 }

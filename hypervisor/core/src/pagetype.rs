@@ -249,6 +249,10 @@ pub struct FrameTable {
     /// Counts TLB flushes done through `FrameMemory::flush_tlbs` (starts at 1; see
     /// `PageInfo::tlb_stamp`).
     pub tlb_clock: u32,
+    /// Changes whenever a validated table's entry, a frame's owner or allocation, or a frame's
+    /// type changes: a guest translation worked out at one generation holds as long as the
+    /// generation is the same (see the hypervisor's guest-memory cache).
+    pub generation: u64,
 }
 
 impl FrameTable {
@@ -260,6 +264,7 @@ impl FrameTable {
             flush_needed: false,
             tlb_clock: 1,
             freed: Vec::new(),
+            generation: 0,
         }
     }
 
@@ -323,6 +328,7 @@ impl FrameTable {
             allocated: true,
             ..PageInfo::default()
         };
+        self.generation = self.generation.wrapping_add(1);
         Ok(())
     }
 
@@ -337,6 +343,7 @@ impl FrameTable {
             count: 1,
             ..PageInfo::default()
         };
+        self.generation = self.generation.wrapping_add(1);
         Ok(())
     }
 
@@ -375,6 +382,7 @@ impl FrameTable {
             return Err(BAD);
         }
         p.allocated = false;
+        self.generation = self.generation.wrapping_add(1);
         self.put_page(mfn);
         Ok(())
     }
@@ -401,6 +409,7 @@ impl FrameTable {
         if p.count == 0 {
             let owner = p.owner;
             *p = PageInfo::default();
+            self.generation = self.generation.wrapping_add(1);
             match owner {
                 Owner::Domain(d) => {
                     self.freed.push((mfn, d));
@@ -465,6 +474,7 @@ impl FrameTable {
             s.type_count = 1;
             s.validated = false;
         }
+        self.generation = self.generation.wrapping_add(1);
         if ty.needs_validation() {
             if let Err(e) = self.validate(mem, mfn, ty, dom) {
                 let s = self.slot(mfn)?;
@@ -489,6 +499,7 @@ impl FrameTable {
             p.ty = PageType::None;
             p.tlb_stamp = clock;
             p.was_table = ty.needs_validation();
+            self.generation = self.generation.wrapping_add(1);
             if ty.needs_validation() {
                 self.devalidate(mem, mfn, ty);
             }
@@ -719,10 +730,12 @@ impl FrameTable {
             }
             // Keep the cache bits the hypervisor forced for I/O memory.
             mem.write(table, idx, adjusted | (old & (pte::PCD | pte::PWT)));
+            self.generation = self.generation.wrapping_add(1);
             return Ok(());
         }
         let extra = self.get_entry_refs(mem, level, table, new, dom)?;
         mem.write(table, idx, adjusted | extra);
+        self.generation = self.generation.wrapping_add(1);
         self.put_entry_refs(mem, level, table, old);
         Ok(())
     }

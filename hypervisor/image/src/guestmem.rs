@@ -4,6 +4,15 @@
 //! tables in software, require Present and User at every level (and RW for writes), refuse
 //! the hypervisor's reserved range the way Xen's `access_ok` does, and only touch frames the
 //! domain may map. Any failure is `EFAULT`.
+//!
+//! Each CPU keeps the last walks it made in a small cache, keyed by the frame table's
+//! generation: any change a walk depends on (a validated table's entry, a frame's owner or
+//! allocation, a type) moves the generation, so a cached translation is exactly what a new walk
+//! would find. Changes only happen under the domain lock, which every guest-memory access
+//! holds.
+use core::cell::UnsafeCell;
+use core::sync::atomic::Ordering;
+
 use xen_abi::errno::Errno;
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
@@ -34,12 +43,30 @@ impl GuestMem<'_> {
         }
     }
 
-    /// Translates a guest VA to the frame an access of it touches. The walk holds the frame
-    /// table's lock once, for all four levels.
+    /// Translates a guest VA to the frame an access of it touches: from this CPU's
+    /// translation cache if the frame table has not changed since the same walk was made,
+    /// else by a walk that holds the frame table's lock once, for all four levels.
     pub fn translate(&self, va: u64, write: bool) -> Result<u64, Errno> {
         if !addr_ok(va) {
             return Err(Errno::EFAULT);
         }
+        let key = Key {
+            generation: crate::mm::FRAMES_GENERATION.load(Ordering::Acquire),
+            root: self.root,
+            dom: self.id,
+            vpn: va >> 12,
+        };
+        let cache = this_cpu_cache();
+        if let Some(mfn) = cache.lookup(&key, write) {
+            return Ok(mfn);
+        }
+        let mfn = self.walk(va, write)?;
+        cache.insert(key, write, mfn);
+        Ok(mfn)
+    }
+
+    /// The page walk behind `translate`.
+    fn walk(&self, va: u64, write: bool) -> Result<u64, Errno> {
         let id = self.id;
         crate::mm::with_frames(|ft, _| {
             let mut table = self.root;
@@ -115,5 +142,58 @@ impl GuestMem<'_> {
     /// Writes a plain-data value.
     pub fn write_obj<T: IntoBytes + Immutable>(&self, va: u64, v: &T) -> Result<(), Errno> {
         self.write(va, v.as_bytes())
+    }
+}
+
+/// What a cached translation depends on: the frame table as it was (its generation moves with
+/// every change of a validated table, an owner or a type), the root walked from, the domain
+/// whose frames the walk accepted, and the page.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Key {
+    generation: u64,
+    root: u64,
+    dom: u16,
+    vpn: u64,
+}
+
+/// A cached translation; `write` says the walk allowed writes (it then serves reads too).
+#[derive(Clone, Copy)]
+struct Entry {
+    key: Key,
+    write: bool,
+    mfn: u64,
+}
+
+/// Slots of each CPU's cache, indexed by the low bits of the page number.
+const SLOTS: usize = 16;
+
+/// One CPU's translation cache.
+struct Cache(UnsafeCell<[Option<Entry>; SLOTS]>);
+
+// SAFETY: each CPU only touches its own cache (`this_cpu_cache`), with interrupts off.
+unsafe impl Sync for Cache {}
+
+static CACHES: [Cache; crate::percpu::MAX_CPUS] =
+    [const { Cache(UnsafeCell::new([None; SLOTS])) }; crate::percpu::MAX_CPUS];
+
+fn this_cpu_cache() -> &'static Cache {
+    &CACHES[crate::percpu::cpu_id()]
+}
+
+impl Cache {
+    fn lookup(&self, key: &Key, write: bool) -> Option<u64> {
+        // SAFETY: this CPU's cache; no reference into it outlives this call, and nothing else
+        // runs on this CPU meanwhile (interrupts are off in the hypervisor).
+        let slots = unsafe { &*self.0.get() };
+        match slots[(key.vpn as usize) % SLOTS] {
+            Some(e) if e.key == *key && (e.write || !write) => Some(e.mfn),
+            _ => None,
+        }
+    }
+
+    fn insert(&self, key: Key, write: bool, mfn: u64) {
+        // SAFETY: as in `lookup`.
+        let slots = unsafe { &mut *self.0.get() };
+        slots[(key.vpn as usize) % SLOTS] = Some(Entry { key, write, mfn });
     }
 }

@@ -338,10 +338,19 @@ pub fn exit_work(dom: &mut crate::domain::Domain) {
 pub fn with_frames<R>(f: impl FnOnce(&mut FrameTable, &mut DirectFrames) -> R) -> R {
     let mut guard = FRAME_TABLE.lock();
     match guard.as_mut() {
-        Some(ft) => f(ft, &mut DirectFrames),
+        Some(ft) => {
+            let r = f(ft, &mut DirectFrames);
+            FRAMES_GENERATION.store(ft.generation, core::sync::atomic::Ordering::Release);
+            r
+        }
         None => panic!("frame table used before it exists"),
     }
 }
+
+/// The frame table's `generation` as of the last time anyone used it (see `guestmem`'s
+/// translation cache). Frame-table changes happen under the domain lock, so while a CPU holds
+/// that lock the value it reads here is current.
+pub static FRAMES_GENERATION: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 
 /// Flushes every CPU's TLB if frames were freed since the last check.
 pub fn flush_if_needed() {

@@ -582,3 +582,29 @@ fn an_unshared_page_is_freed_with_its_last_mapping() {
     ft.mod_entry(&mut mem, 1, 0, 0, D, false).unwrap();
     assert_eq!(ft.freed, vec![(SHARED, NO_DOMAIN)]);
 }
+
+#[test]
+fn generation_moves_with_every_change_a_walk_depends_on() {
+    let (mut ft, mut mem) = setup();
+    let mut g = ft.generation;
+    let mut moved = |ft: &FrameTable| {
+        let m = ft.generation != g;
+        g = ft.generation;
+        m
+    };
+    ft.pin(&mut mem, 1, 1, D).unwrap();
+    assert!(moved(&ft), "a new table type");
+    ft.mod_entry(&mut mem, 1, 0, e(2, 0), D, false).unwrap();
+    assert!(moved(&ft), "an entry");
+    ft.mod_entry(&mut mem, 1, 0, e(2, pte::ACCESSED), D, false)
+        .unwrap();
+    assert!(moved(&ft), "an entry with the same references");
+    assert!(ft.mod_entry(&mut mem, 1, 1, e(OWNED, 0), D, false).is_err());
+    assert!(!moved(&ft), "a refused entry");
+    ft.release(3, D.id).unwrap();
+    assert!(moved(&ft), "a frame given up");
+    let _ = ft.get(5);
+    assert!(!moved(&ft), "a read");
+    ft.unpin(&mut mem, 1, D).unwrap();
+    assert!(moved(&ft), "a table devalidated");
+}
