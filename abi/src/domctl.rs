@@ -22,6 +22,8 @@ pub const XEN_DOMCTL_PAUSEDOMAIN: u32 = 3;
 pub const XEN_DOMCTL_UNPAUSEDOMAIN: u32 = 4;
 /// A domain's state ([`GetDomainInfo`]).
 pub const XEN_DOMCTL_GETDOMAININFO: u32 = 5;
+/// Set a vCPU's hard (or soft) affinity ([`VcpuAffinity`]).
+pub const XEN_DOMCTL_SETVCPUAFFINITY: u32 = 9;
 /// A domain's memory limit ([`MaxMem`]).
 pub const XEN_DOMCTL_MAX_MEM: u32 = 11;
 /// A vCPU's context ([`VcpuContext`]).
@@ -32,6 +34,15 @@ pub const XEN_DOMCTL_GETVCPUINFO: u32 = 14;
 pub const XEN_DOMCTL_MAX_VCPUS: u32 = 15;
 /// Scheduler parameters ([`SchedulerOp`]).
 pub const XEN_DOMCTL_SCHEDULER_OP: u32 = 16;
+/// Read a vCPU's hard (or soft) affinity ([`VcpuAffinity`]).
+pub const XEN_DOMCTL_GETVCPUAFFINITY: u32 = 25;
+
+/// `XEN_VCPUAFFINITY_HARD`: the pCPUs a vCPU may run on.
+pub const XEN_VCPUAFFINITY_HARD: u32 = 1 << 0;
+/// `XEN_VCPUAFFINITY_SOFT`: the pCPUs a vCPU prefers.
+pub const XEN_VCPUAFFINITY_SOFT: u32 = 1 << 1;
+/// `XEN_VCPUAFFINITY_FORCE`: undo a `SCHEDOP_pin_override`.
+pub const XEN_VCPUAFFINITY_FORCE: u32 = 1 << 2;
 
 /// `XEN_DOMCTL_CDF_*`: createdomain flags.
 pub const XEN_DOMCTL_CDF_HVM: u32 = 1 << 0;
@@ -195,6 +206,27 @@ pub struct GetVcpuInfo {
     pub pad2: u32,
 }
 
+/// `struct xenctl_bitmap`: a guest buffer of `nr_bits` bits, one per pCPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct CtlBitmap {
+    /// Guest address of the bytes (bit `n` of byte `n / 8` is pCPU `8 * (n / 8) + n % 8`).
+    pub bitmap: u64,
+    pub nr_bits: u32,
+    pub pad: u32,
+}
+
+/// `struct xen_domctl_vcpuaffinity`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct VcpuAffinity {
+    pub vcpu: u32,
+    /// `XEN_VCPUAFFINITY_*`.
+    pub flags: u32,
+    pub cpumap_hard: CtlBitmap,
+    pub cpumap_soft: CtlBitmap,
+}
+
 /// `struct xen_domctl_scheduler_op` with the credit (and credit2) parameters of its union.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
@@ -216,3 +248,4 @@ const _: () = assert!(core::mem::offset_of!(GetDomainInfo, gpaddr_bits) == 96);
 const _: () = assert!(size_of::<GetVcpuInfo>() == 24);
 const _: () = assert!(size_of::<VcpuContext>() == 16);
 const _: () = assert!(size_of::<SchedulerOp>() == 24);
+const _: () = assert!(size_of::<VcpuAffinity>() == 40);

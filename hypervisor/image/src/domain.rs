@@ -100,6 +100,10 @@ pub struct Vcpu {
     pub fpu: Box<FpuArea>,
     /// The CPU running this vCPU, if any.
     pub cpu: Option<usize>,
+    /// The CPU it last ran on.
+    pub last_cpu: usize,
+    /// Hard affinity as last set (bit n: CPU n; all ones: any CPU).
+    pub affinity: u64,
 }
 
 /// What keeps a vCPU from running besides being down.
@@ -180,6 +184,8 @@ impl Vcpu {
             sel: [0; 4],
             fpu: Box::new(FpuArea::reset()),
             cpu: None,
+            last_cpu: 0,
+            affinity: !0,
         }
     }
 

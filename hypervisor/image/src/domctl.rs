@@ -66,6 +66,9 @@ pub fn domctl(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
         XEN_DOMCTL_SETVCPUCONTEXT => Reply::Done(setvcpucontext(c, &op, domain), false),
         XEN_DOMCTL_GETVCPUINFO => getvcpuinfo(c, &mut op, domain),
         XEN_DOMCTL_SCHEDULER_OP => scheduler_op(&mut op, domain),
+        XEN_DOMCTL_SETVCPUAFFINITY | XEN_DOMCTL_GETVCPUAFFINITY => {
+            Reply::Done(vcpu_affinity(c, &op, domain), false)
+        }
         _ => Reply::Done(Err(Errno::ENOSYS), false),
     };
     match reply {
@@ -472,7 +475,7 @@ fn getvcpuinfo(c: &mut Ctx<'_>, op: &mut Domctl, id: u16) -> Reply {
         blocked: u8::from(!matches!(v.wait, crate::domain::Wait::None)),
         running: u8::from(v.cpu.is_some()),
         cpu_time: running_time(v, now),
-        cpu: v.cpu.unwrap_or(0) as u32,
+        cpu: v.cpu.unwrap_or(v.last_cpu) as u32,
         ..GetVcpuInfo::default()
     });
     Reply::Done(Ok(0), true)
@@ -528,4 +531,77 @@ fn scheduler_op(op: &mut Domctl, id: u16) -> Reply {
         },
         _ => Reply::Done(Err(Errno::EINVAL), false),
     }
+}
+
+/// Bits a guest's CPU bitmap gives for the CPUs there are (bits past `nr_bits` or past the
+/// online CPUs are dropped, as Xen's xenctl_bitmap_to_bitmap drops those past nr_cpu_ids).
+fn read_cpumap(c: &Ctx<'_>, map: &CtlBitmap) -> Result<u64, Errno> {
+    let cpus = crate::smp::online().min(64) as u32;
+    let bits = map.nr_bits.min(cpus);
+    let mut bytes = [0u8; 8];
+    let n = bits.div_ceil(8) as usize;
+    c.mem().read(map.bitmap, &mut bytes[..n])?;
+    Ok(u64::from_le_bytes(bytes) & low_bits(bits))
+}
+
+/// Writes `mask` into a guest's CPU bitmap: `nr_bits` bits rounded up to bytes, zero past the
+/// CPUs there are (Xen's cpumask_to_xenctl_bitmap).
+fn write_cpumap(c: &Ctx<'_>, map: &CtlBitmap, mask: u64) -> Result<(), Errno> {
+    let cpus = crate::smp::online().min(64) as u32;
+    let bytes = (map.nr_bits.div_ceil(8) as usize).min(4096);
+    let mut buf = alloc::vec![0u8; bytes];
+    let m = (mask & low_bits(cpus.min(map.nr_bits))).to_le_bytes();
+    let n = bytes.min(8);
+    buf[..n].copy_from_slice(&m[..n]);
+    c.mem().write(map.bitmap, &buf)
+}
+
+fn low_bits(n: u32) -> u64 {
+    if n >= 64 {
+        !0
+    } else {
+        (1u64 << n) - 1
+    }
+}
+
+/// XEN_DOMCTL_setvcpuaffinity / getvcpuaffinity with the hard affinity: set restricts the vCPU
+/// to the CPUs given and writes back the effective set (those of them that are online); get
+/// writes back the mask as set (all CPUs by default). Soft affinity (a preference the credit
+/// scheduler does not have here) reads as every CPU, and setting it is -EOPNOTSUPP.
+fn vcpu_affinity(c: &mut Ctx<'_>, op: &Domctl, id: u16) -> Result<u64, Errno> {
+    let a: VcpuAffinity = op.get();
+    let v = a.vcpu as usize;
+    let d = target(c, id);
+    if v >= d.max_vcpus as usize {
+        return Err(Errno::EINVAL);
+    }
+    if v >= d.vcpus.len() {
+        return Err(Errno::ESRCH);
+    }
+    let hard = a.flags & XEN_VCPUAFFINITY_HARD != 0;
+    let soft = a.flags & XEN_VCPUAFFINITY_SOFT != 0;
+    if (!hard && !soft)
+        || (hard && a.cpumap_hard.bitmap == 0)
+        || (soft && a.cpumap_soft.bitmap == 0)
+    {
+        return Err(Errno::EINVAL);
+    }
+    let all = low_bits(crate::smp::online().min(64) as u32);
+    if op.cmd == XEN_DOMCTL_GETVCPUAFFINITY {
+        if hard {
+            let mask = target(c, id).vcpus[v].affinity & all;
+            write_cpumap(c, &a.cpumap_hard, mask)?;
+        }
+        if soft {
+            write_cpumap(c, &a.cpumap_soft, all)?;
+        }
+        return Ok(0);
+    }
+    if soft {
+        return Err(Errno::EOPNOTSUPP);
+    }
+    let mask = read_cpumap(c, &a.cpumap_hard)?;
+    crate::sched::set_affinity(target(c, id), v, mask)?;
+    write_cpumap(c, &a.cpumap_hard, mask & all)?;
+    Ok(0)
 }

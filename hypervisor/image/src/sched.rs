@@ -131,6 +131,25 @@ pub fn sleep(dom: &mut Domain, v: usize) {
     }
 }
 
+/// Restricts vCPU `v` to the CPUs whose bits are set in `mask` (hard affinity); the CPU that
+/// must choose again (the vCPU's, if it now may not run there, or an idle one it may now use)
+/// is interrupted. `-EINVAL` if no online CPU is left.
+pub fn set_affinity(dom: &mut Domain, v: usize, mask: u64) -> Result<(), xen_abi::errno::Errno> {
+    let cpus: alloc::vec::Vec<usize> = (0..crate::smp::online().min(64))
+        .filter(|&c| mask & (1 << c) != 0)
+        .collect();
+    let cpu = POLICY
+        .lock()
+        .as_mut()
+        .ok_or(xen_abi::errno::Errno::ESRCH)?
+        .set_affinity(unit(dom, v), &cpus)?;
+    dom.vcpus[v].affinity = mask;
+    if let Some(c) = cpu {
+        poke(c);
+    }
+    Ok(())
+}
+
 /// A domain's credit weight and cap.
 pub fn credit(dom: u16) -> Result<(u16, u32), xen_abi::errno::Errno> {
     POLICY
@@ -307,6 +326,7 @@ fn enter_vcpu(dom: &mut Domain, regs: &mut GuestRegs, to: usize) {
     crate::smp::set_active(true);
     crate::percpu::set_vcpu(to);
     dom.vcpus[to].cpu = Some(me);
+    dom.vcpus[to].last_cpu = me;
     *regs = dom.vcpus[to].regs;
     let bad = load(&dom.vcpus[to]);
     crate::vcpu::set_runstate(dom, to, RUNSTATE_RUNNING);
