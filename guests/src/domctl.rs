@@ -216,6 +216,7 @@ pub union DomctlU {
     pub getvcpuinfo: GetVcpuInfo,
     pub max_vcpus: u32,
     pub scheduler_op: SchedulerOp,
+    pub vcpuaffinity: xen_abi::domctl::VcpuAffinity,
     pub raw: [u64; 16],
 }
 
@@ -383,4 +384,37 @@ pub fn sched_credit(domain: u16, op: u32, weight: u16, cap: u16) -> Result<(u16,
     d.call()?;
     let s: SchedulerOp = member(&d);
     Ok((s.weight, s.cap))
+}
+
+/// `XEN_DOMCTL_setvcpuaffinity` (`set`) or `getvcpuaffinity` of `vcpu` with
+/// `flags` (`XEN_VCPUAFFINITY_*`); `hard` and `soft` are the guest buffers
+/// (`None`: a NULL handle), each `nr_bits` long, read and written by Xen.
+pub fn vcpu_affinity(
+    set: bool,
+    domain: u16,
+    vcpu: u32,
+    flags: u32,
+    hard: Option<&mut [u8]>,
+    soft: Option<&mut [u8]>,
+    nr_bits: u32,
+) -> Result<u64, Errno> {
+    use xen_abi::domctl::{CtlBitmap, VcpuAffinity};
+    let cmd = if set {
+        xen_abi::domctl::XEN_DOMCTL_SETVCPUAFFINITY
+    } else {
+        xen_abi::domctl::XEN_DOMCTL_GETVCPUAFFINITY
+    };
+    let map = |b: Option<&mut [u8]>| CtlBitmap {
+        bitmap: b.map_or(0, |b| b.as_mut_ptr() as u64),
+        nr_bits,
+        pad: 0,
+    };
+    let mut d = Domctl::new(cmd, domain);
+    d.u.vcpuaffinity = VcpuAffinity {
+        vcpu,
+        flags,
+        cpumap_hard: map(hard),
+        cpumap_soft: map(soft),
+    };
+    d.call()
 }
