@@ -70,6 +70,8 @@ pub const XEN_DOMINF_RUNNING: u32 = 1 << 5;
 /// The shutdown code sits from this bit up (Xen does not mask it: a domain that has not shut
 /// down has all ones there).
 pub const XEN_DOMINF_SHUTDOWNSHIFT: u32 = 16;
+/// Mask of the shutdown code after the shift (`XEN_DOMINF_shutdownmask`).
+pub const XEN_DOMINF_SHUTDOWNMASK: u32 = 0xff;
 /// `XEN_INVALID_MAX_VCPU_ID`: `max_vcpu_id` of a domain without vCPUs.
 pub const XEN_INVALID_MAX_VCPU_ID: u32 = !0;
 
@@ -111,7 +113,9 @@ impl Domctl {
 
 /// `struct xen_arch_domainconfig` (x86).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct ArchDomainConfig {
     /// `XEN_X86_EMU_*`: emulated devices (none for a PV domU).
     pub emulation_flags: u32,
@@ -121,7 +125,9 @@ pub struct ArchDomainConfig {
 
 /// `struct xen_domctl_createdomain`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct CreateDomain {
     pub ssidref: u32,
     pub handle: [u8; 16],
@@ -142,7 +148,9 @@ pub struct CreateDomain {
 
 /// `struct xen_domctl_getdomaininfo`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct GetDomainInfo {
     pub domain: u16,
     pub pad1: u16,
@@ -169,21 +177,27 @@ pub struct GetDomainInfo {
 
 /// `struct xen_domctl_max_mem`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct MaxMem {
     pub max_memkb: u64,
 }
 
 /// `struct xen_domctl_max_vcpus`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct MaxVcpus {
     pub max: u32,
 }
 
 /// `struct xen_domctl_vcpucontext`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct VcpuContext {
     pub vcpu: u32,
     pub pad: u32,
@@ -193,7 +207,9 @@ pub struct VcpuContext {
 
 /// `struct xen_domctl_getvcpuinfo`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct GetVcpuInfo {
     pub vcpu: u32,
     pub online: u8,
@@ -208,7 +224,9 @@ pub struct GetVcpuInfo {
 
 /// `struct xenctl_bitmap`: a guest buffer of `nr_bits` bits, one per pCPU.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct CtlBitmap {
     /// Guest address of the bytes (bit `n` of byte `n / 8` is pCPU `8 * (n / 8) + n % 8`).
     pub bitmap: u64,
@@ -218,7 +236,9 @@ pub struct CtlBitmap {
 
 /// `struct xen_domctl_vcpuaffinity`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct VcpuAffinity {
     pub vcpu: u32,
     /// `XEN_VCPUAFFINITY_*`.
@@ -229,7 +249,9 @@ pub struct VcpuAffinity {
 
 /// `struct xen_domctl_scheduler_op` with the credit (and credit2) parameters of its union.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct SchedulerOp {
     /// `XEN_SCHEDULER_*`.
     pub sched_id: u32,

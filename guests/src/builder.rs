@@ -90,7 +90,7 @@ pub fn populate_physmap(domid: u16, gpfns: &mut [u64]) -> Result<u64, Errno> {
 /// the MFN of each pfn. On an error the domain may exist half built (the
 /// caller destroys it or ends the test).
 pub fn create_populated() -> Result<(u16, [u64; NR_PFNS]), Errno> {
-    let (domid, _) = domctl::create_domain(0, &domctl::CreateDomain::pv(1))?;
+    let (domid, _) = domctl::create_domain(0, &domctl::pv_domain(1))?;
     domctl::max_vcpus(domid, 1)?;
     domctl::max_mem(domid, 256)?;
     let mut mfns: [u64; NR_PFNS] = core::array::from_fn(|i| i as u64);

@@ -30,179 +30,53 @@ use xen_abi::Errno;
 
 use crate::hypercall::{self, result};
 
-/// `XEN_DOMCTL_INTERFACE_VERSION` of Xen 4.17.
-pub const INTERFACE_VERSION: u32 = 0x15;
+pub use xen_abi::domctl::{
+    ArchDomainConfig, CreateDomain, GetDomainInfo, GetVcpuInfo, SchedulerOp, VcpuContext,
+};
+pub use xen_abi::domctl::{
+    XEN_DOMCTL_CDF_HAP as CDF_HAP, XEN_DOMCTL_CDF_HVM as CDF_HVM,
+    XEN_DOMCTL_CDF_OOS_OFF as CDF_OOS_OFF, XEN_DOMCTL_CDF_VPMU as CDF_VPMU,
+    XEN_DOMCTL_CREATEDOMAIN as CREATEDOMAIN, XEN_DOMCTL_DESTROYDOMAIN as DESTROYDOMAIN,
+    XEN_DOMCTL_GETDOMAININFO as GETDOMAININFO, XEN_DOMCTL_GETVCPUINFO as GETVCPUINFO,
+    XEN_DOMCTL_INTERFACE_VERSION as INTERFACE_VERSION, XEN_DOMCTL_MAX_MEM as MAX_MEM,
+    XEN_DOMCTL_MAX_VCPUS as MAX_VCPUS, XEN_DOMCTL_PAUSEDOMAIN as PAUSEDOMAIN,
+    XEN_DOMCTL_SCHEDOP_GETINFO as SCHEDOP_GETINFO, XEN_DOMCTL_SCHEDOP_PUTINFO as SCHEDOP_PUTINFO,
+    XEN_DOMCTL_SCHEDULER_OP as SCHEDULER_OP, XEN_DOMCTL_SETVCPUCONTEXT as SETVCPUCONTEXT,
+    XEN_DOMCTL_UNPAUSEDOMAIN as UNPAUSEDOMAIN, XEN_DOMINF_BLOCKED as DOMINF_BLOCKED,
+    XEN_DOMINF_DYING as DOMINF_DYING, XEN_DOMINF_PAUSED as DOMINF_PAUSED,
+    XEN_DOMINF_RUNNING as DOMINF_RUNNING, XEN_DOMINF_SHUTDOWN as DOMINF_SHUTDOWN,
+    XEN_DOMINF_SHUTDOWNMASK as DOMINF_SHUTDOWN_MASK,
+    XEN_DOMINF_SHUTDOWNSHIFT as DOMINF_SHUTDOWN_SHIFT, XEN_SCHEDULER_CREDIT as SCHEDULER_CREDIT,
+};
 
-/// `XEN_DOMCTL_createdomain`.
-pub const CREATEDOMAIN: u32 = 1;
-/// `XEN_DOMCTL_destroydomain`.
-pub const DESTROYDOMAIN: u32 = 2;
-/// `XEN_DOMCTL_pausedomain`.
-pub const PAUSEDOMAIN: u32 = 3;
-/// `XEN_DOMCTL_unpausedomain`.
-pub const UNPAUSEDOMAIN: u32 = 4;
-/// `XEN_DOMCTL_getdomaininfo`.
-pub const GETDOMAININFO: u32 = 5;
-/// `XEN_DOMCTL_max_mem`.
-pub const MAX_MEM: u32 = 11;
-/// `XEN_DOMCTL_setvcpucontext`.
-pub const SETVCPUCONTEXT: u32 = 12;
-/// `XEN_DOMCTL_getvcpuinfo`.
-pub const GETVCPUINFO: u32 = 14;
-/// `XEN_DOMCTL_max_vcpus`.
-pub const MAX_VCPUS: u32 = 15;
-/// `XEN_DOMCTL_scheduler_op`.
-pub const SCHEDULER_OP: u32 = 16;
-
-/// `XEN_DOMCTL_CDF_hvm`.
-pub const CDF_HVM: u32 = 1 << 0;
-/// `XEN_DOMCTL_CDF_hap`.
-pub const CDF_HAP: u32 = 1 << 1;
-/// `XEN_DOMCTL_CDF_oos_off` (Xen sets it for every PV domain).
-pub const CDF_OOS_OFF: u32 = 1 << 3;
-/// `XEN_DOMCTL_CDF_vpmu`, the last defined flag in 4.17.
-pub const CDF_VPMU: u32 = 1 << 7;
-
-/// `XEN_DOMINF_dying` (the domain is dead: destroyed, not yet freed).
-pub const DOMINF_DYING: u32 = 1 << 0;
-/// `XEN_DOMINF_shutdown`.
-pub const DOMINF_SHUTDOWN: u32 = 1 << 2;
-/// `XEN_DOMINF_paused` (controller pause count > 0).
-pub const DOMINF_PAUSED: u32 = 1 << 3;
-/// `XEN_DOMINF_blocked` (every online vCPU blocked).
-pub const DOMINF_BLOCKED: u32 = 1 << 4;
-/// `XEN_DOMINF_running` (some vCPU is running).
-pub const DOMINF_RUNNING: u32 = 1 << 5;
-/// Shift of the shutdown code in `flags` (`XEN_DOMINF_shutdownshift`).
-pub const DOMINF_SHUTDOWN_SHIFT: u32 = 16;
-/// Mask of the shutdown code after the shift (`XEN_DOMINF_shutdownmask`).
-pub const DOMINF_SHUTDOWN_MASK: u32 = 0xff;
 /// What Xen 4.17 reports in the shutdown-code bits (16 and up) of a domain
 /// that has not shut down: its `SHUTDOWN_CODE_INVALID` (`~0u`) shifted left
 /// by 16, unmasked, so bits 16-31 are all set.
 pub const DOMINF_NO_SHUTDOWN_CODE: u32 = 0xffff_0000;
 
-/// `XEN_SCHEDULER_CREDIT`.
-pub const SCHEDULER_CREDIT: u32 = 5;
-/// `XEN_DOMCTL_SCHEDOP_putinfo`.
-pub const SCHEDOP_PUTINFO: u32 = 0;
-/// `XEN_DOMCTL_SCHEDOP_getinfo`.
-pub const SCHEDOP_GETINFO: u32 = 1;
-
 /// `DOMID_FIRST_RESERVED`: ids from here on are not ordinary domains.
 pub const DOMID_FIRST_RESERVED: u16 = 0x7ff0;
 
-/// `struct xen_domctl_createdomain` (64 bytes; the x86
-/// `xen_arch_domainconfig` is the last two words).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct CreateDomain {
-    pub ssidref: u32,
-    pub handle: [u8; 16],
-    /// `XEN_DOMCTL_CDF_*`.
-    pub flags: u32,
-    pub iommu_opts: u32,
-    pub max_vcpus: u32,
-    pub max_evtchn_port: u32,
-    /// < 0: Xen's default.
-    pub max_grant_frames: i32,
-    /// < 0: Xen's default.
-    pub max_maptrack_frames: i32,
-    /// Maximum grant table version in the low 4 bits (0 is refused).
-    pub grant_opts: u32,
-    pub vmtrace_size: u32,
-    pub cpupool_id: u32,
-    /// `arch.emulation_flags`: must be 0 (or `XEN_X86_EMU_PIT`) for PV.
-    pub emulation_flags: u32,
-    /// `arch.misc_flags`.
-    pub misc_flags: u32,
-}
-
-impl CreateDomain {
-    /// A plain PV domain with `max_vcpus` vCPUs, 1024 event channels,
-    /// Xen's default grant limits and grant table version 1.
-    pub const fn pv(max_vcpus: u32) -> CreateDomain {
-        CreateDomain {
-            ssidref: 0,
-            handle: [0; 16],
-            flags: 0,
-            iommu_opts: 0,
-            max_vcpus,
-            max_evtchn_port: 1023,
-            max_grant_frames: -1,
-            max_maptrack_frames: -1,
-            grant_opts: 1,
-            vmtrace_size: 0,
-            cpupool_id: 0,
+/// A plain PV domain with `max_vcpus` vCPUs, 1024 event channels, Xen's
+/// default grant limits and grant table version 1 (as libxl asks for one).
+pub const fn pv_domain(max_vcpus: u32) -> CreateDomain {
+    CreateDomain {
+        ssidref: 0,
+        handle: [0; 16],
+        flags: 0,
+        iommu_opts: 0,
+        max_vcpus,
+        max_evtchn_port: 1023,
+        max_grant_frames: -1,
+        max_maptrack_frames: -1,
+        grant_opts: 1,
+        vmtrace_size: 0,
+        cpupool_id: 0,
+        arch: ArchDomainConfig {
             emulation_flags: 0,
             misc_flags: 0,
-        }
+        },
     }
-}
-
-/// `struct xen_domctl_getdomaininfo` (112 bytes).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct GetDomainInfo {
-    pub domain: u16,
-    pub pad1: u16,
-    /// `XEN_DOMINF_*`, shutdown code in bits 16-23.
-    pub flags: u32,
-    pub tot_pages: u64,
-    pub max_pages: u64,
-    pub outstanding_pages: u64,
-    pub shr_pages: u64,
-    pub paged_pages: u64,
-    /// GMFN (for PV: MFN) of the shared_info page.
-    pub shared_info_frame: u64,
-    /// Sum of the vCPUs' running time (ns).
-    pub cpu_time: u64,
-    pub nr_online_vcpus: u32,
-    /// Highest vCPU id, `!0` while the domain has none.
-    pub max_vcpu_id: u32,
-    pub ssidref: u32,
-    pub handle: [u8; 16],
-    pub cpupool: u32,
-    pub gpaddr_bits: u8,
-    pub pad2: [u8; 7],
-    pub emulation_flags: u32,
-    pub misc_flags: u32,
-}
-
-/// `struct xen_domctl_vcpucontext` (16 bytes).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct VcpuContext {
-    pub vcpu: u32,
-    pub pad: u32,
-    /// Guest address of a `vcpu_guest_context` (0: reset the vCPU).
-    pub ctxt: u64,
-}
-
-/// `struct xen_domctl_getvcpuinfo` (24 bytes).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct GetVcpuInfo {
-    pub vcpu: u32,
-    pub online: u8,
-    pub blocked: u8,
-    pub running: u8,
-    pub pad: u8,
-    /// Running time (ns): `runstate.time[RUNSTATE_running]`.
-    pub cpu_time: u64,
-    pub cpu: u32,
-    pub pad2: u32,
-}
-
-/// `struct xen_domctl_scheduler_op` with the credit parameters (16 bytes).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct SchedulerOp {
-    pub sched_id: u32,
-    pub cmd: u32,
-    pub weight: u16,
-    pub cap: u16,
-    pub pad: u32,
 }
 
 /// The 128-byte union of `struct xen_domctl`.
@@ -237,7 +111,7 @@ const _: () = {
     assert!(offset_of!(CreateDomain, max_vcpus) == 28);
     assert!(offset_of!(CreateDomain, grant_opts) == 44);
     assert!(offset_of!(CreateDomain, cpupool_id) == 52);
-    assert!(offset_of!(CreateDomain, emulation_flags) == 56);
+    assert!(offset_of!(CreateDomain, arch) == 56);
     assert!(size_of::<GetDomainInfo>() == 112);
     assert!(offset_of!(GetDomainInfo, tot_pages) == 8);
     assert!(offset_of!(GetDomainInfo, shared_info_frame) == 48);
@@ -246,12 +120,11 @@ const _: () = {
     assert!(offset_of!(GetDomainInfo, handle) == 76);
     assert!(offset_of!(GetDomainInfo, cpupool) == 92);
     assert!(offset_of!(GetDomainInfo, gpaddr_bits) == 96);
-    assert!(offset_of!(GetDomainInfo, emulation_flags) == 104);
+    assert!(offset_of!(GetDomainInfo, arch_config) == 104);
     assert!(size_of::<VcpuContext>() == 16);
     assert!(size_of::<GetVcpuInfo>() == 24);
     assert!(offset_of!(GetVcpuInfo, cpu_time) == 8);
     assert!(offset_of!(GetVcpuInfo, cpu) == 16);
-    assert!(size_of::<SchedulerOp>() == 16);
     assert!(size_of::<DomctlU>() == 128);
     assert!(size_of::<Domctl>() == 144);
     assert!(offset_of!(Domctl, u) == 16);
@@ -379,7 +252,7 @@ pub fn sched_credit(domain: u16, op: u32, weight: u16, cap: u16) -> Result<(u16,
         cmd: op,
         weight,
         cap,
-        pad: 0,
+        rest: [0; 3],
     };
     d.call()?;
     let s: SchedulerOp = member(&d);

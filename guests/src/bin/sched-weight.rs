@@ -68,8 +68,8 @@ use xenolith_guests::builder::{
     self, map_foreign, TinyDomain, NR_PFNS, PFN_DATA, PFN_L1, PFN_L3, PFN_L4,
 };
 use xenolith_guests::domctl::{
-    self, CreateDomain, CDF_HAP, CDF_OOS_OFF, DOMINF_DYING, DOMINF_NO_SHUTDOWN_CODE, DOMINF_PAUSED,
-    SCHEDOP_GETINFO, SCHEDOP_PUTINFO,
+    self, pv_domain, ArchDomainConfig, CreateDomain, CDF_HAP, CDF_OOS_OFF, DOMINF_DYING,
+    DOMINF_NO_SHUTDOWN_CODE, DOMINF_PAUSED, SCHEDOP_GETINFO, SCHEDOP_PUTINFO,
 };
 use xenolith_guests::mm::{self, Mm, KERNEL_RO};
 use xenolith_guests::x86::PTE_ADDR_MASK;
@@ -168,7 +168,7 @@ fn domu_running(domid: u16) -> u64 {
 }
 
 fn create_refused(t: &mut Failures, what: &str, edit: impl FnOnce(&mut CreateDomain)) {
-    let mut cfg = CreateDomain::pv(1);
+    let mut cfg = pv_domain(1);
     edit(&mut cfg);
     check_eq!(
         t,
@@ -226,8 +226,11 @@ fn errors_before(t: &mut Failures) {
         domctl::create_domain(
             SPARE,
             &CreateDomain {
-                emulation_flags: 1,
-                ..CreateDomain::pv(1)
+                arch: ArchDomainConfig {
+                    emulation_flags: 1,
+                    misc_flags: 0,
+                },
+                ..pv_domain(1)
             }
         )
         .map(|r| r.0),
@@ -239,7 +242,7 @@ fn errors_before(t: &mut Failures) {
 /// Creates the domU and gives it its vCPU and memory; returns its id and
 /// the populated MFNs.
 fn create(t: &mut Failures) -> (u16, [u64; NR_PFNS]) {
-    let cfg = CreateDomain::pv(1);
+    let cfg = pv_domain(1);
     let (domid, back) = match domctl::create_domain(0, &cfg) {
         Ok(r) => r,
         Err(e) => {
