@@ -83,9 +83,19 @@ fn run(_boot: &Boot) -> Verdict {
         (Ok(0), 0x03),
         "hard affinity CPUs 0, 1, 5: the effective map"
     );
-    check_eq!(t, get_maps(0), (Ok(0), 0x03, 0x03), "maps after CPUs 0, 1, 5");
+    check_eq!(
+        t,
+        get_maps(0),
+        (Ok(0), 0x03, 0x03),
+        "maps after CPUs 0, 1, 5"
+    );
 
-    check_eq!(t, set_hard(1, 0x02), (Ok(0), 0x02), "vCPU 1 (down) to CPU 1");
+    check_eq!(
+        t,
+        set_hard(1, 0x02),
+        (Ok(0), 0x02),
+        "vCPU 1 (down) to CPU 1"
+    );
     check_eq!(t, get_maps(1), (Ok(0), 0x02, 0x03), "vCPU 1's maps");
 
     check_eq!(t, set_hard(0, 0).0, Err(Errno::EINVAL), "an empty map");
@@ -111,6 +121,11 @@ fn run(_boot: &Boot) -> Verdict {
         "a domain that does not exist"
     );
     // The vCPU still runs where its (restored) affinity lets it.
-    check_eq!(t, set_hard(0, 0x03), (Ok(0), 0x03), "hard affinity CPUs 0, 1");
+    check_eq!(
+        t,
+        set_hard(0, 0x03),
+        (Ok(0), 0x03),
+        "hard affinity CPUs 0, 1"
+    );
     t.verdict()
 }
