@@ -28,6 +28,8 @@ pub const XEN_DOMCTL_SETVCPUAFFINITY: u32 = 9;
 pub const XEN_DOMCTL_MAX_MEM: u32 = 11;
 /// A vCPU's context ([`VcpuContext`]).
 pub const XEN_DOMCTL_SETVCPUCONTEXT: u32 = 12;
+/// Read a vCPU's context ([`VcpuContext`]).
+pub const XEN_DOMCTL_GETVCPUCONTEXT: u32 = 13;
 /// A vCPU's state ([`GetVcpuInfo`]).
 pub const XEN_DOMCTL_GETVCPUINFO: u32 = 14;
 /// Create a domain's vCPUs ([`MaxVcpus`]).

@@ -102,6 +102,8 @@ pub struct Vcpu {
     pub cpu: Option<usize>,
     /// The CPU it last ran on.
     pub last_cpu: usize,
+    /// Held off its CPU for the toolstack (XEN_DOMCTL_getvcpucontext), as Xen's vcpu_pause.
+    pub ctl_paused: bool,
     /// Hard affinity as last set (bit n: CPU n; all ones: any CPU).
     pub affinity: u64,
 }
@@ -185,13 +187,14 @@ impl Vcpu {
             fpu: Box::new(FpuArea::reset()),
             cpu: None,
             last_cpu: 0,
+            ctl_paused: false,
             affinity: !0,
         }
     }
 
     /// Whether the vCPU may be scheduled.
     pub fn runnable(&self) -> bool {
-        self.up && matches!(self.wait, Wait::None)
+        self.up && matches!(self.wait, Wait::None) && !self.ctl_paused
     }
 
     /// The root page table for the current guest mode.

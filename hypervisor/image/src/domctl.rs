@@ -64,6 +64,7 @@ pub fn domctl(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
         }
         XEN_DOMCTL_MAX_VCPUS => Reply::Done(max_vcpus(c, domain, op.get::<MaxVcpus>().max), false),
         XEN_DOMCTL_SETVCPUCONTEXT => Reply::Done(setvcpucontext(c, &op, domain), false),
+        XEN_DOMCTL_GETVCPUCONTEXT => getvcpucontext(c, &op, domain),
         XEN_DOMCTL_GETVCPUINFO => getvcpuinfo(c, &mut op, domain),
         XEN_DOMCTL_SCHEDULER_OP => scheduler_op(&mut op, domain),
         XEN_DOMCTL_SETVCPUAFFINITY | XEN_DOMCTL_GETVCPUAFFINITY => {
@@ -604,4 +605,30 @@ fn vcpu_affinity(c: &mut Ctx<'_>, op: &Domctl, id: u16) -> Result<u64, Errno> {
     crate::sched::set_affinity(target(c, id), v, mask)?;
     write_cpumap(c, &a.cpumap_hard, mask & all)?;
     Ok(0)
+}
+
+/// XEN_DOMCTL_getvcpucontext: the context of an initialised vCPU (`vcpu::get_context`), not
+/// the caller's own: -EINVAL past max_vcpus, for a vCPU not created or the caller, -ENODATA
+/// before it has a context. A vCPU still on another CPU is first taken off it (the hypercall
+/// continues until it is, -EAGAIN inside a multicall), as Xen pauses it.
+fn getvcpucontext(c: &mut Ctx<'_>, op: &Domctl, id: u16) -> Reply {
+    let VcpuContext { vcpu, ctxt, .. } = op.get();
+    let v = vcpu as usize;
+    let caller = (c.dom.id, c.vcpu);
+    let d = target(c, id);
+    if v >= d.vcpus.len() || (id, v) == caller {
+        return Reply::Done(Err(Errno::EINVAL), false);
+    }
+    if !d.vcpus[v].initialised {
+        return Reply::Done(Err(Errno::ENODATA), false);
+    }
+    if d.vcpus[v].cpu.is_some() {
+        // Its registers are live on another CPU: have it save them, and ask again.
+        crate::sched::kick_off(d, v);
+        return Reply::Continue;
+    }
+    let ctx = crate::vcpu::get_context(d, v);
+    crate::sched::release(d, v);
+    let r = c.mem().write_obj(ctxt, &*ctx).map(|()| 0);
+    Reply::Done(r, false)
 }

@@ -284,7 +284,7 @@ fn port_out(dom: &mut Domain, port: u16, size: u8, val: u32) {
 }
 
 /// CR0 as a PV guest sees it (apart from TS): PE MP ET NE WP AM PG, as Xen shows it.
-const GUEST_CR0: u64 = 0x8005_0033;
+pub const GUEST_CR0: u64 = 0x8005_0033;
 const CR0_TS: u64 = 1 << 3;
 
 /// CR4 bits every PV guest sees set: PAE, MCE, OSFXSR, OSXMMEXCPT (as on Xen).
@@ -294,7 +294,7 @@ const CR4_FIXED: u64 = (1 << 5) | (1 << 6) | (1 << 9) | (1 << 10);
 const CR4_GUEST: u64 = (1 << 2) | (1 << 3);
 
 /// The CR4 a PV guest sees.
-fn guest_cr4(v: &Vcpu) -> u64 {
+pub fn guest_cr4(v: &Vcpu) -> u64 {
     CR4_FIXED | (v.cr4 & CR4_GUEST)
 }
 

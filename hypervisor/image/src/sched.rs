@@ -150,6 +150,23 @@ pub fn set_affinity(dom: &mut Domain, v: usize, mask: u64) -> Result<(), xen_abi
     Ok(())
 }
 
+/// Holds vCPU `v` off its CPU `cpu` (and any other) until `release`: that CPU is interrupted
+/// and saves it on its way back to the guest.
+pub fn kick_off(dom: &mut Domain, v: usize) {
+    if !dom.vcpus[v].ctl_paused {
+        dom.vcpus[v].ctl_paused = true;
+        sleep(dom, v);
+    }
+}
+
+/// Ends `kick_off`.
+pub fn release(dom: &mut Domain, v: usize) {
+    if dom.vcpus[v].ctl_paused {
+        dom.vcpus[v].ctl_paused = false;
+        wake(dom, v);
+    }
+}
+
 /// A domain's credit weight and cap.
 pub fn credit(dom: u16) -> Result<(u16, u32), xen_abi::errno::Errno> {
     POLICY

@@ -687,6 +687,70 @@ pub fn set_context(
     Ok(())
 }
 
+/// The context of vCPU `v` of `dom`, which is not on a CPU, as Xen's arch_get_info_guest
+/// gives it (XEN_DOMCTL_getvcpucontext): registers with the virtual IOPL, trap table,
+/// callbacks, GDT/LDT, roots, control and debug registers, FPU, bases, VM assists. The FPU
+/// image is always marked valid (it is the vCPU's real state; Xen marks it only once the
+/// guest used the FPU).
+pub fn get_context(dom: &Domain, v: usize) -> alloc::boxed::Box<xen_abi::vcpu::VcpuGuestContext> {
+    use xen_abi::layout::{VGCF_FAILSAFE_DISABLES_EVENTS, VGCF_I387_VALID, VGCF_IN_KERNEL};
+    use xen_abi::layout::{VGCF_ONLINE, VGCF_SYSCALL_DISABLES_EVENTS};
+    let x = &dom.vcpus[v];
+    let mut c = alloc::boxed::Box::<xen_abi::vcpu::VcpuGuestContext>::default();
+    c.fpu_ctxt.copy_from_slice(&x.fpu.0);
+    c.flags = VGCF_I387_VALID;
+    if x.up {
+        c.flags |= VGCF_ONLINE;
+    }
+    if x.kernel_mode {
+        c.flags |= VGCF_IN_KERNEL;
+    }
+    if x.failsafe_callback.flags & 1 != 0 {
+        c.flags |= VGCF_FAILSAFE_DISABLES_EVENTS;
+    }
+    if x.syscall_callback.flags & 1 != 0 {
+        c.flags |= VGCF_SYSCALL_DISABLES_EVENTS;
+    }
+    let r = &x.regs;
+    let u = &mut c.user_regs;
+    (u.r15, u.r14, u.r13, u.r12, u.rbp, u.rbx) = (r.r15, r.r14, r.r13, r.r12, r.rbp, r.rbx);
+    (u.r11, u.r10, u.r9, u.r8, u.rax, u.rcx) = (r.r11, r.r10, r.r9, r.r8, r.rax, r.rcx);
+    (u.rdx, u.rsi, u.rdi, u.rip, u.rsp) = (r.rdx, r.rsi, r.rdi, r.rip, r.rsp);
+    u.cs = r.cs as u16;
+    u.ss = r.ss as u16;
+    u.rflags = r.rflags | (u64::from(x.iopl) << 12);
+    [u.ds, u.es, u.fs, u.gs] = x.sel;
+    for (i, t) in x.trap_ctxt.iter().enumerate() {
+        c.trap_ctxt[i] = xen_abi::trap::TrapInfo {
+            vector: i as u8,
+            flags: t.flags,
+            cs: t.cs,
+            pad: 0,
+            address: t.address,
+        };
+    }
+    c.ldt_base = if x.ldt_ents != 0 { x.ldt_base } else { 0 };
+    c.ldt_ents = x.ldt_ents;
+    c.gdt_frames[..x.gdt_frames.len()].copy_from_slice(&x.gdt_frames);
+    c.gdt_ents = x.gdt_ents;
+    c.kernel_ss = x.kernel_ss;
+    c.kernel_sp = x.kernel_sp;
+    c.ctrlreg[0] = crate::emulate::GUEST_CR0 | if x.virtual_ts { 1 << 3 } else { 0 };
+    c.ctrlreg[1] = x.guest_table_user << 12;
+    c.ctrlreg[2] = crate::traps::vcpu_info(x).arch.cr2;
+    c.ctrlreg[3] = x.guest_table << 12;
+    c.ctrlreg[4] = crate::emulate::guest_cr4(x);
+    c.debugreg = x.dr;
+    c.event_callback_eip = x.event_callback.address;
+    c.failsafe_callback_eip = x.failsafe_callback.address;
+    c.syscall_callback_eip = x.syscall_callback.address;
+    c.vm_assist = dom.vm_assist;
+    c.fs_base = x.fs_base;
+    c.gs_base_kernel = x.gs_base_kernel;
+    c.gs_base_user = x.gs_base_user;
+    c
+}
+
 /// VCPUOP_register_vcpu_info: moves the vCPU's vcpu_info into a guest frame, once.
 fn register_vcpu_info(c: &mut Ctx<'_>, v: usize, mfn: u64, offset: u32) -> Result<(), Errno> {
     if u64::from(offset) + 64 > 4096 || !offset.is_multiple_of(8) {
