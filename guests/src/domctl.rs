@@ -231,6 +231,14 @@ pub fn set_vcpu_context(domain: u16, vcpu: u32, ctxt: u64) -> Result<u64, Errno>
     d.call()
 }
 
+/// `XEN_DOMCTL_getvcpucontext` into the `vcpu_guest_context` at guest
+/// address `ctxt`.
+pub fn get_vcpu_context(domain: u16, vcpu: u32, ctxt: u64) -> Result<u64, Errno> {
+    let mut d = Domctl::new(xen_abi::domctl::XEN_DOMCTL_GETVCPUCONTEXT, domain);
+    d.u.vcpucontext = VcpuContext { vcpu, pad: 0, ctxt };
+    d.call()
+}
+
 /// `XEN_DOMCTL_getvcpuinfo`.
 pub fn getvcpuinfo(domain: u16, vcpu: u32) -> Result<GetVcpuInfo, Errno> {
     let mut d = Domctl::new(GETVCPUINFO, domain);
