@@ -32,7 +32,7 @@ use xen_abi::callback::CALLBACKTYPE_EVENT;
 use xen_abi::event_channel::{
     EvtchnBindIpi, EvtchnClose, EvtchnSend, EVTCHNOP_BIND_IPI, EVTCHNOP_CLOSE, EVTCHNOP_SEND,
 };
-use xen_abi::hypercall::{self as nr, HYPERCALL_STUB_SIZE, IRET};
+use xen_abi::hypercall::{self as nr, HYPERCALL_STUB_SIZE};
 use xen_abi::layout::{FLAT_KERNEL_CS, FLAT_KERNEL_SS, VGCF_IN_KERNEL};
 use xen_abi::sched::SCHEDOP_YIELD;
 use xen_abi::shared_info::{SharedInfo, VcpuInfo};
@@ -40,7 +40,8 @@ use xen_abi::vcpu::{VcpuGuestContext, VCPUOP_DOWN, VCPUOP_INITIALISE, VCPUOP_IS_
 use xen_abi::Errno;
 use xenolith_guests::bench::{self, is_enosys};
 use xenolith_guests::{
-    check, check_eq, cpu, hypercall, insn, println, shared_info, test_main, Boot, Failures, Verdict,
+    check, check_eq, cpu, hypercall, insn, println, shared_info, smp, test_main, Boot, Failures,
+    Verdict,
 };
 
 test_main!(run);
@@ -88,49 +89,8 @@ static STRAY: AtomicU64 = AtomicU64::new(0);
 /// VA of shared_info (0 until mapped).
 static SI: AtomicU64 = AtomicU64::new(0);
 
-global_asm!(
-    ".pushsection .text.bench_event, \"ax\", @progbits",
-    // Event callback: Xen's frame is rcx, r11, rip, cs, rflags, rsp, ss.
-    "bench_upcall:",
-    "pop rcx",
-    "pop r11",
-    "push rax",
-    "push rcx",
-    "push rdx",
-    "push rsi",
-    "push rdi",
-    "push r8",
-    "push r9",
-    "push r10",
-    "push r11",
-    "push rbx",
-    "mov rbx, rsp",
-    "and rsp, -16",
-    "cld",
-    "call {handler}",
-    "mov rsp, rbx",
-    "pop rbx",
-    "pop r11",
-    "pop r10",
-    "pop r9",
-    "pop r8",
-    "pop rdi",
-    "pop rsi",
-    "pop rdx",
-    "pop rcx",
-    "pop rax",
-    "push 0",
-    "jmp xg_hypercall_page + {iret}",
-    ".popsection",
-    handler = sym upcall,
-    iret = const IRET as usize * HYPERCALL_STUB_SIZE,
-);
-
-extern "C" {
-    static bench_upcall: u8;
-}
-
-/// The event upcall: the 2-level protocol as Linux runs it (clear
+/// The event upcall (entered through the framework's stub, see
+/// `smp::upcall_entry`): the 2-level protocol as Linux runs it (clear
 /// `evtchn_upcall_pending`, take the selector, take each word's pending and
 /// unmasked bits).
 extern "C" fn upcall() {
@@ -183,9 +143,8 @@ fn evtchn_send_self(t: &mut Failures) {
     PORT.store(port.into(), Ordering::SeqCst);
     // SAFETY: the stub handles the event callback's frame and returns with
     // HYPERVISOR_iret, preserving every register.
-    let r = unsafe {
-        hypercall::callback_register(CALLBACKTYPE_EVENT, 0, (&raw const bench_upcall) as u64)
-    };
+    let r =
+        unsafe { hypercall::callback_register(CALLBACKTYPE_EVENT, 0, smp::upcall_entry(upcall)) };
     check_eq!(t, r, Ok(0), "callback_op(register event)");
     // The port starts unmasked (shared_info is zeroed and bind_ipi leaves
     // the mask alone); make sure, and that nothing is pending yet.

@@ -28,9 +28,9 @@ use xen_abi::vcpu::VCPUOP_UP;
 use xen_abi::Errno;
 use xenolith_guests::mm::{fill_page, Mm};
 use xenolith_guests::probe::{probe_load_ds, read_ds, read_es, read_fs};
+use xenolith_guests::smp::IdlePort;
 use xenolith_guests::{
-    boot, check, check_eq, evtchn, hypercall, println, shared_info, smp, test_main, vcpu, Boot,
-    Failures, Verdict,
+    boot, check, check_eq, hypercall, println, shared_info, smp, test_main, Boot, Failures, Verdict,
 };
 
 test_main!(run);
@@ -116,14 +116,11 @@ fn read_gs() -> u16 {
     sel
 }
 
-/// Sleeps `ns` in SCHEDOP_poll on `port` (which nobody sends) so that vCPU 1
-/// runs meanwhile; returns how far vCPU 1 got.
-fn sleep(port: u32, ns: u64) -> u64 {
+/// Sleeps `ns` on the idle port so that vCPU 1 runs meanwhile; returns how
+/// far vCPU 1 got.
+fn sleep(idle: IdlePort, ns: u64) -> u64 {
     let before = SPINS.load(SeqCst);
-    let deadline = vcpu::now_ns() + ns;
-    while vcpu::now_ns() < deadline {
-        let _ = vcpu::poll(&[port], deadline);
-    }
+    idle.sleep(ns);
     SPINS.load(SeqCst) - before
 }
 
@@ -138,10 +135,7 @@ fn run(boot: &Boot) -> Verdict {
         boot::hypercall_page() + IRET * HYPERCALL_STUB_SIZE as u64,
         SeqCst,
     );
-    vcpu::disable_events();
-    let Ok(port) = evtchn::bind_ipi(0) else {
-        xenolith_guests::error("bind_ipi(0) failed");
-    };
+    let idle = IdlePort::bind();
     // SAFETY: the entry point above handles Xen's failsafe frame.
     let r = unsafe {
         hypercall::callback_register(CALLBACKTYPE_FAILSAFE, 0, failsafe_entry as *const () as u64)
@@ -171,7 +165,7 @@ fn run(boot: &Boot) -> Verdict {
     let (es, fs, gs) = (read_es(), read_fs(), read_gs());
 
     // A switch away and back keeps a valid DS and enters no callback.
-    let spun = sleep(port, 50 * MS);
+    let spun = sleep(idle, 50 * MS);
     check!(t, spun > 0, "vCPU 1 did not run while vCPU 0 slept");
     check_eq!(t, read_ds(), SEL, "DS after a switch away and back");
     check_eq!(
@@ -189,7 +183,7 @@ fn run(boot: &Boot) -> Verdict {
         "update_descriptor to not present"
     );
     check_eq!(t, read_ds(), SEL, "DS right after the update");
-    let spun = sleep(port, 50 * MS);
+    let spun = sleep(idle, 50 * MS);
     check!(t, spun > 0, "vCPU 1 did not run while vCPU 0 slept (2)");
     check_eq!(
         t,
@@ -223,7 +217,7 @@ fn run(boot: &Boot) -> Verdict {
     );
 
     // DS is null now: the next switch has nothing to fail on.
-    sleep(port, 50 * MS);
+    idle.sleep(50 * MS);
     check_eq!(
         t,
         FS_COUNT.load(SeqCst),

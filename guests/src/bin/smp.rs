@@ -35,13 +35,12 @@
 use core::arch::{asm, global_asm};
 use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
-use xen_abi::hypercall::{HYPERCALL_STUB_SIZE, IRET};
 use xen_abi::vcpu::{VcpuGuestContext, RUNSTATE_BLOCKED, RUNSTATE_OFFLINE, VCPUOP_DOWN, VCPUOP_UP};
 use xen_abi::Errno;
 use xenolith_guests::mm::Mm;
+use xenolith_guests::smp::IdlePort;
 use xenolith_guests::{
-    boot, check, check_eq, evtchn, println, shared_info, smp, test_main, vcpu, Boot, Failures,
-    Verdict,
+    check, check_eq, evtchn, println, shared_info, smp, test_main, vcpu, Boot, Failures, Verdict,
 };
 
 test_main!(run);
@@ -95,18 +94,13 @@ static ENTRY_RDI: [AtomicU64; NR] = [const { AtomicU64::new(0) }; NR];
 static ENTRY_GS_ID: [AtomicU64; NR] = [const { AtomicU64::new(0) }; NR];
 /// IPI port bound to each vCPU (index 0: the reply port vCPU 1 sends).
 static PORT: [AtomicU64; NR] = [const { AtomicU64::new(0) }; NR];
-/// Address of the hypercall page's iret slot, for the upcall stub.
-#[no_mangle]
-static SMP_IRET_SLOT: AtomicU64 = AtomicU64::new(0);
 
 fn stack_top(i: usize) -> u64 {
     (&raw const STACKS) as u64 + ((i + 1) * STACK) as u64
 }
 
-// Secondary entry: RDI = id from the context; RSI = RSP as entered.
-// Upcall entry: Xen's frame is rcx, r11, rip, cs, rflags, rsp, ss; events
-// are masked. Returns through the hypercall page's iret slot (which pushes
-// rcx, r11 and rax itself) with a flags word of 0 in front of the 5-word frame.
+// Secondary entry: RDI = id from the context; RSI = RSP as entered. Events
+// go to `upcall` through the framework's entry (`smp::upcall_entry`).
 global_asm!(
     ".global smp_secondary_entry",
     "smp_secondary_entry:",
@@ -114,43 +108,11 @@ global_asm!(
     "and rsp, -16",
     "call {main}",
     "ud2",
-    ".global smp_upcall_entry",
-    "smp_upcall_entry:",
-    "pop rcx",
-    "pop r11",
-    "push rbx",
-    "push rax",
-    "push rcx",
-    "push rdx",
-    "push rsi",
-    "push rdi",
-    "push r8",
-    "push r9",
-    "push r10",
-    "push r11",
-    "mov rbx, rsp",
-    "and rsp, -16",
-    "call {upcall}",
-    "mov rsp, rbx",
-    "pop r11",
-    "pop r10",
-    "pop r9",
-    "pop r8",
-    "pop rdi",
-    "pop rsi",
-    "pop rdx",
-    "pop rcx",
-    "pop rax",
-    "pop rbx",
-    "push 0",
-    "jmp qword ptr [rip + SMP_IRET_SLOT]",
     main = sym secondary,
-    upcall = sym upcall,
 );
 
 extern "C" {
     fn smp_secondary_entry();
-    fn smp_upcall_entry();
 }
 
 /// The id of the running vCPU, through the kernel GS base.
@@ -287,36 +249,10 @@ fn initialise(vcpu: u32, i: usize, edit: impl FnOnce(&mut VcpuGuestContext)) -> 
         |c| {
             c.user_regs.rdi = i as u64;
             c.gs_base_kernel = (&raw const PERCPU[i]) as u64;
-            c.event_callback_eip = smp_upcall_entry as *const () as u64;
+            c.event_callback_eip = smp::upcall_entry(upcall);
             edit(c);
         },
     )
-}
-
-/// Sleeps until `deadline` (system time) in SCHEDOP_poll on `port`, a port
-/// nobody sends; returns early never.
-fn sleep_until(port: u32, deadline: u64) {
-    while vcpu::now_ns() < deadline {
-        let _ = vcpu::poll(&[port], deadline);
-    }
-}
-
-fn sleep(port: u32, ns: u64) {
-    sleep_until(port, vcpu::now_ns() + ns);
-}
-
-/// Polls (sleeping 5 ms at a time) until `cond` holds or `ns` pass.
-fn wait_for(port: u32, ns: u64, mut cond: impl FnMut() -> bool) -> bool {
-    let end = vcpu::now_ns() + ns;
-    loop {
-        if cond() {
-            return true;
-        }
-        if vcpu::now_ns() >= end {
-            return false;
-        }
-        sleep(port, 5 * MS);
-    }
 }
 
 fn progress() -> [u64; NR] {
@@ -330,14 +266,7 @@ fn run(boot: &Boot) -> Verdict {
         xenolith_guests::error("mapping shared_info failed");
     }
     let _mm = Mm::new(si);
-    SMP_IRET_SLOT.store(
-        boot::hypercall_page() + IRET * HYPERCALL_STUB_SIZE as u64,
-        SeqCst,
-    );
-    vcpu::disable_events();
-    let Ok(idle) = evtchn::bind_ipi(0) else {
-        xenolith_guests::error("bind_ipi(0) failed");
-    };
+    let idle = IdlePort::bind();
     let Ok(reply) = evtchn::bind_ipi(0) else {
         xenolith_guests::error("bind_ipi(0) failed");
     };
@@ -398,7 +327,7 @@ fn run(boot: &Boot) -> Verdict {
         "initialise(1) again"
     );
     check_eq!(t, vcpu::is_up(1), Ok(0), "is_up(1) after initialise");
-    sleep(idle, 20 * MS);
+    idle.sleep(20 * MS);
     check_eq!(t, progress(), [0; NR], "progress before up");
 
     // Up: everyone runs.
@@ -408,7 +337,7 @@ fn run(boot: &Boot) -> Verdict {
         check_eq!(t, vcpu::is_up(i), Ok(1), "is_up({i}) after up");
     }
     check_eq!(t, vcpu_op(VCPUOP_UP, 1, 0), Ok(0), "up(1) when up");
-    let started = wait_for(idle, 2000 * MS, || progress()[1..].iter().all(|&p| p > 0));
+    let started = idle.wait_for(2000 * MS, || progress()[1..].iter().all(|&p| p > 0));
     check!(
         t,
         started,
@@ -431,7 +360,7 @@ fn run(boot: &Boot) -> Verdict {
         );
     }
     let before = progress();
-    sleep(idle, 200 * MS);
+    idle.sleep(200 * MS);
     let after = progress();
     for i in 1..NR {
         check!(
@@ -469,8 +398,8 @@ fn run(boot: &Boot) -> Verdict {
         "poll on the reply port ran to its timeout"
     );
     evtchn::clear_pending(reply);
-    wait_for(idle, 1000 * MS, || UPCALLS[1].load(SeqCst) >= 1);
-    sleep(idle, 50 * MS);
+    idle.wait_for(1000 * MS, || UPCALLS[1].load(SeqCst) >= 1);
+    idle.sleep(50 * MS);
     check_eq!(
         t,
         UPCALLS[1].load(SeqCst),
@@ -482,7 +411,7 @@ fn run(boot: &Boot) -> Verdict {
     let p2 = PORT[2].load(SeqCst) as u32;
     evtchn::mask(p2);
     check_eq!(t, evtchn::send(p2), Ok(0), "send to masked vCPU 2 port");
-    sleep(idle, 50 * MS);
+    idle.sleep(50 * MS);
     check_eq!(
         t,
         UPCALLS[2].load(SeqCst),
@@ -491,8 +420,8 @@ fn run(boot: &Boot) -> Verdict {
     );
     check!(t, evtchn::is_pending(p2), "masked port not pending");
     check_eq!(t, evtchn::unmask(p2), Ok(0), "unmask");
-    wait_for(idle, 1000 * MS, || UPCALLS[2].load(SeqCst) >= 1);
-    sleep(idle, 50 * MS);
+    idle.wait_for(1000 * MS, || UPCALLS[2].load(SeqCst) >= 1);
+    idle.sleep(50 * MS);
     check_eq!(
         t,
         UPCALLS[2].load(SeqCst),
@@ -502,12 +431,12 @@ fn run(boot: &Boot) -> Verdict {
 
     // A blocked vCPU is woken by an IPI.
     CMD[3].store(CMD_BLOCK, SeqCst);
-    let blocked = wait_for(idle, 1000 * MS, || {
+    let blocked = idle.wait_for(1000 * MS, || {
         vcpu::get_runstate_info(3).is_ok_and(|r| r.state == RUNSTATE_BLOCKED)
     });
     check!(t, blocked, "vCPU 3 not blocked after SCHEDOP_block");
     let p3a = PROGRESS[3].load(SeqCst);
-    sleep(idle, 50 * MS);
+    idle.sleep(50 * MS);
     check_eq!(
         t,
         PROGRESS[3].load(SeqCst),
@@ -521,19 +450,19 @@ fn run(boot: &Boot) -> Verdict {
         Ok(0),
         "send to vCPU 3"
     );
-    let woke = wait_for(idle, 1000 * MS, || WOKE[3].load(SeqCst) == 1);
+    let woke = idle.wait_for(1000 * MS, || WOKE[3].load(SeqCst) == 1);
     check!(t, woke, "vCPU 3 not woken by its IPI");
     check_eq!(t, UPCALLS[3].load(SeqCst), 1, "upcalls on vCPU 3");
 
     // Down and up again from vCPU 0.
     check_eq!(t, vcpu_op(VCPUOP_DOWN, 2, 0), Ok(0), "down(2)");
     check_eq!(t, vcpu::is_up(2), Ok(0), "is_up(2) after down");
-    let offline = wait_for(idle, 1000 * MS, || {
+    let offline = idle.wait_for(1000 * MS, || {
         vcpu::get_runstate_info(2).is_ok_and(|r| r.state == RUNSTATE_OFFLINE)
     });
     check!(t, offline, "vCPU 2 runstate not offline after down");
     let p2a = PROGRESS[2].load(SeqCst);
-    sleep(idle, 50 * MS);
+    idle.sleep(50 * MS);
     check_eq!(
         t,
         PROGRESS[2].load(SeqCst),
@@ -547,7 +476,7 @@ fn run(boot: &Boot) -> Verdict {
         "initialise(2) while down"
     );
     check_eq!(t, vcpu_op(VCPUOP_UP, 2, 0), Ok(0), "up(2) again");
-    let resumed = wait_for(idle, 1000 * MS, || PROGRESS[2].load(SeqCst) > p2a);
+    let resumed = idle.wait_for(1000 * MS, || PROGRESS[2].load(SeqCst) > p2a);
     check!(t, resumed, "vCPU 2 did not resume after up");
 
     // Runstate of vCPU 1, which never blocked.
@@ -576,7 +505,7 @@ fn run(boot: &Boot) -> Verdict {
     for c in &CMD[1..] {
         c.store(CMD_STOP, SeqCst);
     }
-    let all_down = wait_for(idle, 2000 * MS, || {
+    let all_down = idle.wait_for(2000 * MS, || {
         (1..NR as u32).all(|i| vcpu::is_up(i) == Ok(0))
     });
     check!(t, all_down, "secondaries did not take themselves down");

@@ -32,9 +32,9 @@ use xen_abi::trap::TrapInfo;
 use xen_abi::types::DOMID_SELF;
 use xen_abi::vcpu::{VCPUOP_DOWN, VCPUOP_UP};
 use xenolith_guests::mm::{self, fill_page, Mm, KERNEL_RO, KERNEL_RW};
+use xenolith_guests::smp::IdlePort;
 use xenolith_guests::{
-    check, check_eq, evtchn, hypercall, println, shared_info, smp, test_main, vcpu, Boot, Failures,
-    Verdict,
+    check, check_eq, hypercall, println, shared_info, smp, test_main, Boot, Failures, Verdict,
 };
 
 test_main!(run);
@@ -94,22 +94,6 @@ extern "C" fn worker() -> ! {
     }
 }
 
-/// Polls (sleeping 1 ms at a time in SCHEDOP_poll on `port`) until `cond`
-/// holds or `ns` pass.
-fn wait_for(port: u32, ns: u64, mut cond: impl FnMut() -> bool) -> bool {
-    let end = vcpu::now_ns() + ns;
-    loop {
-        if cond() {
-            return true;
-        }
-        let now = vcpu::now_ns();
-        if now >= end {
-            return false;
-        }
-        let _ = vcpu::poll(&[port], now + MS);
-    }
-}
-
 fn run(boot: &Boot) -> Verdict {
     let mut t = Failures::new();
     let si = boot.start_info;
@@ -117,10 +101,7 @@ fn run(boot: &Boot) -> Verdict {
         xenolith_guests::error("mapping shared_info failed");
     }
     let mut mm = Mm::new(si);
-    vcpu::disable_events();
-    let Ok(port) = evtchn::bind_ipi(0) else {
-        xenolith_guests::error("bind_ipi(0) failed");
-    };
+    let idle = IdlePort::bind();
     let (a, b, f) = (mm.alloc(), mm.alloc(), mm.alloc());
     let ok = fill_page(a.mfn, |p| p.fill(PATTERN_A)).is_ok()
         && fill_page(b.mfn, |p| p.fill(PATTERN_B)).is_ok()
@@ -151,14 +132,14 @@ fn run(boot: &Boot) -> Verdict {
     check_eq!(t, smp::vcpu_op(VCPUOP_UP, 1, 0), Ok(0), "up(1)");
 
     // Remap with a flush of every CPU.
-    let reading = wait_for(port, 1000 * MS, || LAST.load(SeqCst) == PATTERN_A);
+    let reading = idle.wait_for(1000 * MS, || LAST.load(SeqCst) == PATTERN_A);
     check!(t, reading, "vCPU 1 does not read A through X");
     // SAFETY: X is the test's own mapping; B is a frame it owns.
     let r = unsafe {
         hypercall::update_va_mapping(VA_X, (b.mfn << 12) | KERNEL_RO, UVMF_INVLPG | UVMF_ALL)
     };
     check_eq!(t, r, Ok(0), "update_va_mapping(X -> B, INVLPG | ALL)");
-    let seen_b = wait_for(port, 1000 * MS, || LAST.load(SeqCst) == PATTERN_B);
+    let seen_b = idle.wait_for(1000 * MS, || LAST.load(SeqCst) == PATTERN_B);
     check!(
         t,
         seen_b,
@@ -180,7 +161,7 @@ fn run(boot: &Boot) -> Verdict {
         Ok(()),
         "MMUEXT_TLB_FLUSH_ALL"
     );
-    let seen_a = wait_for(port, 1000 * MS, || LAST.load(SeqCst) == PATTERN_A);
+    let seen_a = idle.wait_for(1000 * MS, || LAST.load(SeqCst) == PATTERN_A);
     check!(
         t,
         seen_a,
@@ -191,7 +172,7 @@ fn run(boot: &Boot) -> Verdict {
     // A frame vCPU 1 writes becomes a page table: its writes must stop.
     MODE.store(MODE_WRITE, SeqCst);
     let c0 = COUNT.load(SeqCst);
-    let writing = wait_for(port, 1000 * MS, || COUNT.load(SeqCst) > c0 + 1000);
+    let writing = idle.wait_for(1000 * MS, || COUNT.load(SeqCst) > c0 + 1000);
     check!(t, writing, "vCPU 1 does not write W");
     // Unmap and pin in one multicall: the flush cannot wait for the end of the hypercall.
     let pin = [MmuextOp {
@@ -218,13 +199,13 @@ fn run(boot: &Boot) -> Verdict {
     );
     check_eq!(t, calls[1].result, 0, "pin F as an L1 table");
     let at_pin = mm::read_entry(f.mfn, 0);
-    let faulted = wait_for(port, 1000 * MS, || TLB_PF_COUNT.load(SeqCst) >= 1);
+    let faulted = idle.wait_for(1000 * MS, || TLB_PF_COUNT.load(SeqCst) >= 1);
     check!(
         t,
         faulted,
         "vCPU 1 kept writing after W was unmapped and F pinned"
     );
-    let _ = wait_for(port, 20 * MS, || false);
+    idle.sleep(20 * MS);
     check_eq!(
         t,
         mm::read_entry(f.mfn, 0),
