@@ -104,6 +104,9 @@ pub struct Vcpu {
     pub last_cpu: usize,
     /// Held off its CPU for the toolstack (XEN_DOMCTL_getvcpucontext), as Xen's vcpu_pause.
     pub ctl_paused: bool,
+    /// Woken while still on another CPU after being put to sleep: the policy hears of it only
+    /// once that CPU has saved it (see `sched::wake`).
+    pub wake_pending: bool,
     /// Hard affinity as last set (bit n: CPU n; all ones: any CPU).
     pub affinity: u64,
 }
@@ -188,6 +191,7 @@ impl Vcpu {
             cpu: None,
             last_cpu: 0,
             ctl_paused: false,
+            wake_pending: false,
             affinity: !0,
         }
     }

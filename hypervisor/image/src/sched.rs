@@ -100,10 +100,27 @@ pub fn slice_end() -> u64 {
 }
 
 /// Tells the policy that vCPU `v` became runnable (if its domain may run).
+///
+/// A vCPU put to sleep while running on another CPU stays there until that CPU passes through
+/// the hypervisor and saves it; until then its saved registers are stale. Were the policy to
+/// queue it again at once, a third CPU could enter it from those registers while it still runs.
+/// So its wake-up waits for `save` (`Vcpu::wake_pending`).
 pub fn wake(dom: &mut Domain, v: usize) {
     if !dom.can_run(v) {
         return;
     }
+    if dom.vcpus[v]
+        .cpu
+        .is_some_and(|c| c != crate::percpu::cpu_id())
+    {
+        dom.vcpus[v].wake_pending = true;
+        return;
+    }
+    requeue(dom, v);
+}
+
+/// The policy side of `wake`.
+fn requeue(dom: &mut Domain, v: usize) {
     crate::vcpu::set_runstate(dom, v, RUNSTATE_RUNNABLE);
     let cpu = POLICY
         .lock()
@@ -117,6 +134,7 @@ pub fn wake(dom: &mut Domain, v: usize) {
 /// Tells the policy that vCPU `v` stopped being runnable (blocked, down, or its domain
 /// paused or shut down).
 pub fn sleep(dom: &mut Domain, v: usize) {
+    dom.vcpus[v].wake_pending = false;
     if dom.vcpus[v].cpu.is_none() {
         // (One still on a CPU changes state when that CPU chooses again.)
         crate::vcpu::set_runstate(dom, v, off_cpu_state(dom, v));
@@ -322,6 +340,9 @@ fn save(dom: &mut Domain, regs: &GuestRegs, from: usize) {
     unsafe { xenolith_arch::instr::fxsave(v.fpu.0.as_mut_ptr()) };
     v.cpu = None;
     crate::vcpu::set_runstate(dom, from, off_cpu_state(dom, from));
+    if core::mem::take(&mut dom.vcpus[from].wake_pending) && dom.can_run(from) {
+        requeue(dom, from);
+    }
 }
 
 /// The runstate of vCPU `v` off its CPU, as Xen has it: runnable if it may run, blocked if it
