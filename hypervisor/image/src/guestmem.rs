@@ -67,15 +67,33 @@ impl GuestMem<'_> {
 
     /// The page walk behind `translate`.
     fn walk(&self, va: u64, write: bool) -> Result<u64, Errno> {
+        self.walk_path(va, write).map(|(mfn, _)| mfn)
+    }
+
+    /// Translates `va` for a read by a fresh walk, also returning the machine addresses of
+    /// the four entries the walk went through (L4 to L1). The translation holds for as long
+    /// as none of those entries changes: the tables on the path keep their type and owner
+    /// while the entries above them reference them, the root while it is the vCPU's root,
+    /// and the leaf frame its owner while it is mapped.
+    pub fn translate_path(&self, va: u64) -> Result<(u64, [u64; 4]), Errno> {
+        if !addr_ok(va) {
+            return Err(Errno::EFAULT);
+        }
+        self.walk_path(va, false)
+    }
+
+    fn walk_path(&self, va: u64, write: bool) -> Result<(u64, [u64; 4]), Errno> {
         let id = self.id;
         crate::mm::with_frames(|ft, _| {
             let mut table = self.root;
+            let mut path = [0u64; 4];
             let need = pte::PRESENT | pte::USER | if write { pte::RW } else { 0 };
             for level in (1..=4).rev() {
                 if !ft.owned_by(table, id) {
                     return Err(Errno::EFAULT);
                 }
                 let idx = ((va >> (12 + 9 * (level - 1))) & 511) as usize;
+                path[4 - level as usize] = (table << 12) + idx as u64 * 8;
                 let e = table_of(table)[idx];
                 if e & need != need || (level > 1 && e & pte::PSE != 0) {
                     return Err(Errno::EFAULT);
@@ -85,7 +103,7 @@ impl GuestMem<'_> {
             if !ft.mappable_by(table, id) {
                 return Err(Errno::EFAULT);
             }
-            Ok(table)
+            Ok((table, path))
         })
     }
 
