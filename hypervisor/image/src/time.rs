@@ -272,11 +272,19 @@ static ARMED: [AtomicU64; crate::percpu::MAX_CPUS] =
 
 /// Programs the local APIC timer to fire at system time `deadline` (ns), or stops it.
 /// Reprograms only on a change: every return to a guest asks, and an APIC write is not free.
+#[inline]
 pub fn set_deadline(deadline: Option<u64>) {
     let want = deadline.unwrap_or(u64::MAX);
-    if ARMED[crate::percpu::cpu_id()].swap(want, Ordering::Relaxed) == want {
-        return;
+    let armed = &ARMED[crate::percpu::cpu_id()];
+    if armed.load(Ordering::Relaxed) != want {
+        armed.store(want, Ordering::Relaxed);
+        program(deadline);
     }
+}
+
+/// The APIC write of `set_deadline`.
+#[inline(never)]
+fn program(deadline: Option<u64>) {
     match deadline {
         None => lapic_write(APIC_TIMER_INIT, 0),
         Some(d) => {
