@@ -531,32 +531,50 @@ fn upcall_crash(t: &mut Failures, port: u32) {
         );
     })
     .expect("writing the data page");
-    let shut = run_until_shutdown(t, &d, port, SHUTDOWN_CRASH, "upcall with no callback");
+    run_crasher(t, &d, port, &steps, "upcall with no callback", |t, data| {
+        check!(
+            t,
+            get::<u32>(data, ARG_BIND_IPI + 4) != PORT_UNSET,
+            "bind_ipi wrote its port back"
+        );
+    });
+    destroy(t, d.domid, port);
+}
+
+/// Runs a domU whose script must get it crashed (`what`): unpauses it, waits
+/// for dom0's VIRQ_DOM_EXC and the crash code, checks dom0 is unharmed, the
+/// script's results and that the marker before the crash was stored and the
+/// one after it was not; `extra` then looks at the data page (mapped at
+/// `data`).
+fn run_crasher(
+    t: &mut Failures,
+    d: &TinyDomain,
+    port: u32,
+    steps: &[Step],
+    what: &str,
+    extra: impl FnOnce(&mut Failures, u64),
+) {
+    let shut = run_until_shutdown(t, d, port, SHUTDOWN_CRASH, what);
     if !shut {
         let _ = domctl::pause_domain(d.domid);
     }
-    check_dom0_alive(t, "after the domU's upcall crash");
+    check_dom0_alive(t, "after the domU's crash");
     match map_foreign(WATCH, d.domid, d.mfn(PFN_DATA), false) {
         Ok(data) => {
-            check_results(t, data, &steps);
+            check_results(t, data, steps);
             check_eq!(
                 t,
                 (get::<u64>(data, MARK_BEFORE), get::<u64>(data, MARK_AFTER)),
                 (1, 0),
-                "markers before and after the send"
+                "markers before and after the crash"
             );
-            check!(
-                t,
-                get::<u32>(data, ARG_BIND_IPI + 4) != PORT_UNSET,
-                "bind_ipi wrote its port back"
-            );
+            extra(t, data);
         }
         Err(e) => {
             check!(t, false, "mapping the crashed domU's data page: {e:?}");
         }
     }
     mm::unmap_window(WATCH).expect("restoring the watch window");
-    destroy(t, d.domid, port);
 }
 
 /// Creates and builds a domU running the interpreter: vCPU context set,
@@ -835,26 +853,7 @@ fn crash(t: &mut Failures, port: u32) {
     let steps = crash_steps(d.mfn(PFN_L4));
     d.fill(PFN_DATA, |p| put_script(p, &steps))
         .expect("writing the data page");
-    let shut = run_until_shutdown(t, &d, port, SHUTDOWN_CRASH, "crash");
-    if !shut {
-        let _ = domctl::pause_domain(d.domid);
-    }
-    check_dom0_alive(t, "after the domU's crash");
-    match map_foreign(WATCH, d.domid, d.mfn(PFN_DATA), false) {
-        Ok(data) => {
-            check_results(t, data, &steps);
-            check_eq!(
-                t,
-                (get::<u64>(data, MARK_BEFORE), get::<u64>(data, MARK_AFTER)),
-                (1, 0),
-                "markers before and after the fault"
-            );
-        }
-        Err(e) => {
-            check!(t, false, "mapping the crashed domU's data page: {e:?}");
-        }
-    }
-    mm::unmap_window(WATCH).expect("restoring the watch window");
+    run_crasher(t, &d, port, &steps, "crash", |_, _| {});
     match map_foreign(PROBE, d.domid, d.mfn(PFN_L4), false) {
         Ok(va) => {
             check_eq!(
