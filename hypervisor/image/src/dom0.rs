@@ -95,33 +95,7 @@ pub fn build(cmd: &CmdLine, bi: &BootInfo) -> Result<Box<Domain>, BuildError> {
         fail!("dom0 kernel does not declare dom0 support (XENFEAT_dom0 missing from its supported features)");
     }
     let nr_vcpus = dom0_vcpus(cmd);
-    let dom_template = Domain {
-        id: DOMID_DOM0,
-        privileged: true,
-        p2m: Vec::new(),
-        max_pages: 0,
-        tot_pages: 0,
-        shared_info_mfn: 0,
-        vm_assist: 0,
-        shutdown: None,
-        vcpus: Vec::new(),
-        evtchn: xenolith_core::evtchn::EvtchnDomain::new(
-            xen_abi::types::DomId(DOMID_DOM0),
-            nr_vcpus,
-            1 << 17,
-        ),
-        fifo: crate::events::FifoFrames::default(),
-        next_due: 0,
-        waiting: 0,
-        cmos_index: 0,
-        pci_cf8: 0,
-        paused: 0,
-        parked: false,
-        dying: false,
-        dead: false,
-        max_vcpus: nr_vcpus,
-        handle: [0; 16],
-    };
+    let dom_template = Domain::new(DOMID_DOM0, true, nr_vcpus, 1 << 17);
     let supported = crate::pv::builder_features(&dom_template);
     if let Some(f) = image.unsupported_required(supported) {
         fail!(

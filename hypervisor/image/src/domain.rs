@@ -261,6 +261,38 @@ pub struct Domain {
 }
 
 impl Domain {
+    /// A domain with no memory, vCPUs or shared_info yet, room for `max_vcpus` vCPUs and
+    /// event-channel ports up to `max_port`, running (not paused) and not shut down.
+    pub fn new(id: u16, privileged: bool, max_vcpus: u32, max_port: u32) -> Domain {
+        Domain {
+            id,
+            privileged,
+            p2m: Vec::new(),
+            max_pages: 0,
+            tot_pages: 0,
+            shared_info_mfn: 0,
+            vm_assist: 0,
+            shutdown: None,
+            vcpus: Vec::new(),
+            evtchn: xenolith_core::evtchn::EvtchnDomain::new(
+                xen_abi::types::DomId(id),
+                max_vcpus,
+                max_port,
+            ),
+            fifo: crate::events::FifoFrames::default(),
+            next_due: 0,
+            waiting: 0,
+            cmos_index: 0,
+            pci_cf8: 0,
+            paused: 0,
+            parked: false,
+            dying: false,
+            dead: false,
+            max_vcpus,
+            handle: [0; 16],
+        }
+    }
+
     /// Whether vCPU `v` may be scheduled: the domain runs and the vCPU is up and not waiting.
     #[inline]
     pub fn can_run(&self, v: usize) -> bool {

@@ -14,14 +14,13 @@ use alloc::boxed::Box;
 use core::sync::atomic::{AtomicU16, Ordering};
 use xen_abi::domctl::*;
 use xen_abi::errno::Errno;
+use xen_abi::types::DOMID_FIRST_RESERVED;
 use xenolith_core::pagetype::Owner;
 use zerocopy::FromBytes;
 
 use crate::domain::{Domain, Vcpu, MAX_DOMAINS};
 use crate::hypercall::{Ctx, Outcome};
 
-/// DOMID_FIRST_RESERVED: ids from here up are special (DOMID_SELF, DOMID_IO, ...).
-const DOMID_FIRST_RESERVED: u16 = 0x7ff0;
 /// Most vCPUs a domain may have: their vcpu_info must fit in shared_info.
 const MAX_DOMAIN_VCPUS: u32 = 32;
 /// Most controller pauses stacked on one domain (Xen's limit).
@@ -194,31 +193,10 @@ fn new_domain(id: u16, nr_vcpus: u32, max_port: u32, handle: [u8; 16]) -> Result
         }
     }
     Ok(Domain {
-        id,
-        privileged: false,
-        p2m: alloc::vec::Vec::new(),
-        max_pages: 0,
-        tot_pages: 0,
         shared_info_mfn: si_mfn,
-        vm_assist: 0,
-        shutdown: None,
-        vcpus: alloc::vec::Vec::new(),
-        evtchn: xenolith_core::evtchn::EvtchnDomain::new(
-            xen_abi::types::DomId(id),
-            nr_vcpus,
-            max_port,
-        ),
-        fifo: crate::events::FifoFrames::default(),
-        next_due: 0,
-        waiting: 0,
-        cmos_index: 0,
-        pci_cf8: 0,
         paused: 1,
-        parked: false,
-        dying: false,
-        dead: false,
-        max_vcpus: nr_vcpus,
         handle,
+        ..Domain::new(id, false, nr_vcpus, max_port)
     })
 }
 
