@@ -54,8 +54,7 @@ pub use xen_abi::domctl::{
 /// by 16, unmasked, so bits 16-31 are all set.
 pub const DOMINF_NO_SHUTDOWN_CODE: u32 = 0xffff_0000;
 
-/// `DOMID_FIRST_RESERVED`: ids from here on are not ordinary domains.
-pub const DOMID_FIRST_RESERVED: u16 = 0x7ff0;
+pub use xen_abi::types::DOMID_FIRST_RESERVED;
 
 /// A plain PV domain with `max_vcpus` vCPUs, 1024 event channels, Xen's
 /// default grant limits and grant table version 1 (as libxl asks for one).

@@ -176,7 +176,7 @@ pub fn send_virq(dom: &mut Domain, vcpu: u32, virq: u32) -> Notify {
     tab.send_virq(&mut mem, VcpuId(vcpu), virq)
 }
 
-const DOMID_SELF: u16 = 0x7ff0;
+use xen_abi::types::DOMID_SELF;
 
 /// A domain other than the caller that exists and is not a zombie.
 fn live(doms: &mut crate::domain::Domains, id: u16) -> Option<&mut Domain> {

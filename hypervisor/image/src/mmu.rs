@@ -15,7 +15,7 @@ use crate::mm::{pte, table_of, with_frames};
 const PREEMPTED: u64 = 1 << 31;
 /// Requests handled per invocation before a continuation.
 const BATCH: u64 = 512;
-const DOMID_SELF: u64 = 0x7ff0;
+const DOMID_SELF: u64 = xen_abi::types::DOMID_SELF as u64;
 
 /// The L1 table that maps `va` under root `root`, if the upper levels are present.
 pub fn l1_table_of(root: u64, va: u64) -> Option<u64> {
@@ -49,8 +49,8 @@ pub fn flush_for_uvmf(c: &mut Ctx<'_>, flags: u64, va: u64) -> Result<(), Errno>
     Ok(())
 }
 
-const DOMID_IO: u64 = 0x7ff1;
-const DOMID_XEN: u64 = 0x7ff2;
+const DOMID_IO: u64 = xen_abi::types::DOMID_IO as u64;
+const DOMID_XEN: u64 = xen_abi::types::DOMID_XEN as u64;
 
 /// Whose pages a batch may reference (mmu_update/mmuext_op `foreigndom`).
 #[derive(Clone, Copy, PartialEq, Eq)]

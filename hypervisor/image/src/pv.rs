@@ -451,8 +451,8 @@ pub fn sched_op(c: &mut Ctx<'_>, a: [u64; 5]) -> Outcome {
 /// SCHEDOP_remote_shutdown (struct sched_remote_shutdown: domain id, reason): the hardware
 /// domain shuts another domain down (or itself); others get -EPERM, as from Xen's XSM check.
 fn remote_shutdown(c: &mut Ctx<'_>, arg: u64) -> Result<u64, Errno> {
-    let op = c.mem().read_obj::<[u32; 2]>(arg)?;
-    let (id, reason) = (op[0] as u16, op[1]);
+    let op: xen_abi::sched::SchedRemoteShutdown = c.mem().read_obj(arg)?;
+    let (id, reason) = (op.domain_id, op.reason);
     let me = id == c.dom.id;
     if !me && (!c.doms.exists(id) || c.doms.get(id).is_some_and(|d| d.dead)) {
         return Err(Errno::ESRCH);
@@ -535,7 +535,7 @@ struct MemoryMap {
     buffer: u64,
 }
 
-const DOMID_SELF: u16 = 0x7ff0;
+use xen_abi::types::DOMID_SELF;
 /// Extents handled per invocation before a continuation (memory_op encodes progress in
 /// the command's upper bits: start_extent << 6).
 const EXTENT_BATCH: u64 = 256;

@@ -168,7 +168,7 @@ pub fn set_affinity(dom: &mut Domain, v: usize, mask: u64) -> Result<(), xen_abi
     Ok(())
 }
 
-/// Holds vCPU `v` off its CPU `cpu` (and any other) until `release`: that CPU is interrupted
+/// Holds vCPU `v` off every CPU until `release`: the CPU running it, if any, is interrupted
 /// and saves it on its way back to the guest.
 pub fn kick_off(dom: &mut Domain, v: usize) {
     if !dom.vcpus[v].ctl_paused {
