@@ -277,7 +277,7 @@ fn destroy(c: &mut Ctx<'_>, id: u16) -> Reply {
             let (tab, mut mem) = crate::events::parts(&mut d);
             let ends = tab.destroy(&mut mem);
             crate::events::close_remote_ends(c.doms, Some(&mut *c.dom), id, ends);
-            teardown(&mut d);
+            teardown(&mut d, c.doms);
             d.dead = true;
             c.doms.put(d);
         }
@@ -317,7 +317,7 @@ fn reap_zombies(c: &mut Ctx<'_>) {
 
 /// Drops every reference a domain that no vCPU runs holds: LDT, GDT, roots and vcpu_info of
 /// each vCPU, the FIFO event frames, its pins, its RAM and its shared_info page.
-fn teardown(d: &mut Domain) {
+fn teardown(d: &mut Domain, others: &mut crate::domain::Domains) {
     use crate::mm::with_frames;
     for v in 0..d.vcpus.len() {
         crate::desc::release_ldt(&mut d.vcpus[v]);
@@ -347,7 +347,7 @@ fn teardown(d: &mut Domain) {
         }
         let _ = ft.unshare(d.shared_info_mfn, d.id);
     });
-    crate::mm::reap_freed(d);
+    crate::mm::reap_freed(d, others);
     for v in d.vcpus.iter_mut() {
         v.up = false;
     }

@@ -292,29 +292,14 @@ pub fn init_frame_table(nr: u64, memory: &[xenolith_core::bootinfo::MemRegion]) 
     *FRAME_TABLE.lock() = Some(ft);
 }
 
-/// Frees the frames whose last reference went after their owner gave them up: their M2P
-/// entries become invalid and the owner's page count drops.
-pub fn reap_freed(dom: &mut crate::domain::Domain) {
-    let freed = with_frames(|ft, _| core::mem::take(&mut ft.freed));
-    release(dom, freed);
-}
-
-/// Returns frames the page-type rules released to the allocator, clearing their M2P entries.
-fn release(dom: &mut crate::domain::Domain, freed: alloc::vec::Vec<(u64, u16)>) {
-    for (mfn, domid) in freed {
-        set_m2p(mfn, INVALID_M2P_ENTRY);
-        free_frame(mfn);
-        if domid == dom.id {
-            dom.tot_pages = dom.tot_pages.saturating_sub(1);
-        }
-    }
-}
-
-/// The frame-table work due on every return to a guest, under one lock acquisition: flushes
-/// every TLB if frames were freed since the last return, then returns those frames to the
-/// allocator. (A frame that lost a mapping is flushed for when it takes a new type; see
-/// `PageInfo::tlb_stamp`.)
-pub fn exit_work(dom: &mut crate::domain::Domain) {
+/// Frees the frames whose last reference went after their owner gave them up, under one
+/// lock acquisition, and does any TLB flush frames freed since the last flush need first (a
+/// freed frame goes back to the allocator only once no TLB can reach it; a frame that merely
+/// lost a mapping is flushed for when it takes a new type, see `PageInfo::tlb_stamp`). Their
+/// M2P entries become invalid and their owner's page count drops: `dom`'s, or that of the one
+/// of `others` that owns them. Runs on every return to a guest, and after hypercall work that
+/// frees frames the same hypercall may allocate again.
+pub fn reap_freed(dom: &mut crate::domain::Domain, others: &mut crate::domain::Domains) {
     let work = with_frames(|ft, _| {
         if ft.freed.is_empty() && !ft.flush_needed {
             None
@@ -326,11 +311,21 @@ pub fn exit_work(dom: &mut crate::domain::Domain) {
         }
     });
     let Some((freed, flush)) = work else { return };
-    // Freed frames go back to the allocator only once no TLB can reach them.
     if flush {
         crate::smp::flush_tlb_all();
     }
-    release(dom, freed);
+    for (mfn, domid) in freed {
+        set_m2p(mfn, INVALID_M2P_ENTRY);
+        free_frame(mfn);
+        let owner = if domid == dom.id {
+            Some(&mut *dom)
+        } else {
+            others.get_mut(domid)
+        };
+        if let Some(d) = owner {
+            d.tot_pages = d.tot_pages.saturating_sub(1);
+        }
+    }
 }
 
 /// Runs `f` with the frame table. Lock order: a domain's lock, then this one; `f` must not

@@ -573,7 +573,7 @@ fn reservation(c: &mut Ctx<'_>, op: u64, start: u64, arg: u64) -> Outcome {
     }
     let mem = crate::guestmem::GuestMem::current(c.dom, c.dom.vcpus[c.vcpu].current_root());
     if target_is_self(c, r.domid).is_ok() {
-        return reserve(&mem, c.regs, c.dom, &r, op, start);
+        return reserve(&mem, c.regs, c.dom, c.doms, &r, op, start);
     }
     if !c.dom.privileged || r.domid >= DOMID_SELF {
         return Ok(start).into();
@@ -581,7 +581,7 @@ fn reservation(c: &mut Ctx<'_>, op: u64, start: u64, arg: u64) -> Outcome {
     let Some(mut t) = c.doms.take(r.domid) else {
         return Ok(start).into();
     };
-    let out = reserve(&mem, c.regs, &mut t, &r, op, start);
+    let out = reserve(&mem, c.regs, &mut t, c.doms, &r, op, start);
     c.doms.put(t);
     out
 }
@@ -592,6 +592,7 @@ fn reserve(
     mem: &crate::guestmem::GuestMem<'_>,
     regs: &mut crate::percpu::GuestRegs,
     dom: &mut crate::domain::Domain,
+    others: &mut crate::domain::Domains,
     r: &Reservation,
     op: u64,
     start: u64,
@@ -619,7 +620,7 @@ fn reserve(
                         break;
                     }
                 }
-                crate::mm::reap_freed(dom);
+                crate::mm::reap_freed(dom, others);
                 all
             }
             _ => {
@@ -659,7 +660,7 @@ fn reserve(
                             let _ = ft.release(base + k, ptdom.id);
                         }
                     });
-                    crate::mm::reap_freed(dom);
+                    crate::mm::reap_freed(dom, others);
                     break;
                 }
                 true
@@ -957,7 +958,7 @@ fn exchange(c: &mut Ctx<'_>, arg: u64) -> Outcome {
         });
         // The trade leaves the reservation unchanged.
         c.dom.tot_pages += out_per * n;
-        crate::mm::reap_freed(c.dom);
+        crate::mm::reap_freed(c.dom, c.doms);
         x.nr_exchanged += in_per;
         let _ = c.mem().write_obj(arg + 64, &x.nr_exchanged);
     }

@@ -100,7 +100,7 @@ pub fn exit_to_guest(
     mut dom: alloc::boxed::Box<Domain>,
     regs: &mut GuestRegs,
 ) -> bool {
-    crate::mm::exit_work(&mut dom);
+    crate::mm::reap_freed(&mut dom, table);
     let now = crate::vcpu::check_exit(&mut dom, table);
     loop {
         park(&mut dom);
