@@ -472,12 +472,8 @@ fn setvcpucontext(c: &mut Ctx<'_>, op: &Domctl, id: u16) -> Result<u64, Errno> {
     if ctxt == 0 || target(c, id).vcpus[vcpu].initialised {
         return Err(Errno::EOPNOTSUPP);
     }
-    let words = crate::vcpu::read_context(&c.mem(), ctxt)?;
-    let ctx = xen_abi::vcpu::VcpuGuestContext::ref_from_bytes(zerocopy::IntoBytes::as_bytes(
-        words.as_slice(),
-    ))
-    .map_err(|_| Errno::EFAULT)?;
-    crate::vcpu::set_context(target(c, id), vcpu, ctx).map(|()| 0)
+    let ctx = crate::vcpu::read_context(&c.mem(), ctxt)?;
+    crate::vcpu::set_context(target(c, id), vcpu, &ctx).map(|()| 0)
 }
 
 /// XEN_DOMCTL_scheduler_op for the credit scheduler: getinfo reads a domain's weight and cap,

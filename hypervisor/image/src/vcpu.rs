@@ -520,21 +520,21 @@ fn canonical(a: u64) -> bool {
 /// VCPUOP_initialise: gives a vCPU that was never initialised its whole context
 /// (`set_context`). The vCPU stays down unless the context says VGCF_online.
 fn initialise(c: &mut Ctx<'_>, v: usize, arg: u64) -> Result<(), Errno> {
-    let words = read_context(&c.mem(), arg)?;
-    let ctx = xen_abi::vcpu::VcpuGuestContext::ref_from_bytes(words.as_slice().as_bytes())
-        .map_err(|_| Errno::EFAULT)?;
+    let ctx = read_context(&c.mem(), arg)?;
     if c.dom.vcpus[v].initialised {
         return Err(Errno::EEXIST);
     }
-    set_context(c.dom, v, ctx)
+    set_context(c.dom, v, &ctx)
 }
 
-/// Reads a struct vcpu_guest_context from guest memory (as 8-byte aligned words).
-pub fn read_context(mem: &crate::guestmem::GuestMem<'_>, arg: u64) -> Result<Vec<u64>, Errno> {
-    const WORDS: usize = core::mem::size_of::<xen_abi::vcpu::VcpuGuestContext>() / 8;
-    let mut words = alloc::vec![0u64; WORDS];
-    mem.read(arg, words.as_mut_slice().as_mut_bytes())?;
-    Ok(words)
+/// Reads a struct vcpu_guest_context (5 KiB, so on the heap) from guest memory.
+pub fn read_context(
+    mem: &crate::guestmem::GuestMem<'_>,
+    arg: u64,
+) -> Result<alloc::boxed::Box<xen_abi::vcpu::VcpuGuestContext>, Errno> {
+    let mut ctx = alloc::boxed::Box::<xen_abi::vcpu::VcpuGuestContext>::default();
+    mem.read(arg, ctx.as_mut_bytes())?;
+    Ok(ctx)
 }
 
 /// Gives vCPU `v` of `dom`, which was never initialised, the whole context `ctx`: registers,
